@@ -1,0 +1,171 @@
+"""The local Docker engine, through the docker CLI (subprocess, argv lists only)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ghdeploy.errors import LocalToolError, OperationFailed
+from ghdeploy.progress import Reporter
+
+_STEP_RE = re.compile(r"^(Step \d+/\d+ : .*|#\d+ \[.*\].*)$")
+_DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+
+
+def _docker_bin() -> str:
+    path = shutil.which("docker")
+    if path is None:
+        raise LocalToolError("the docker CLI is not installed", "install Docker, then run again")
+    return path
+
+
+def ensure_engine() -> str:
+    """Return the engine's version, or raise LocalToolError when no engine answers."""
+    proc = subprocess.run(
+        [_docker_bin(), "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        detail = proc.stderr.strip().splitlines()[-1:] or ["no answer"]
+        raise LocalToolError(
+            f"no Docker engine is reachable ({detail[0]})",
+            "start Docker (Docker Desktop or dockerd), or point DOCKER_HOST at a running engine",
+        )
+    return proc.stdout.strip()
+
+
+def image_id(ref: str) -> str | None:
+    proc = subprocess.run(
+        [_docker_bin(), "image", "inspect", "--format", "{{.Id}}", ref],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _stream(argv: list[str], on_line: Callable[[str], None], env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    """Run argv, feed each output line to on_line, return (rc, last lines)."""
+    tail: deque[str] = deque(maxlen=25)
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip()
+            if line:
+                tail.append(line)
+                on_line(line)
+        rc = proc.wait()
+    return rc, list(tail)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    refs: list[str]
+    build_args: dict[str, str]
+
+
+def build(
+    context: Path,
+    refs: list[str],
+    build_args: dict[str, str],
+    reporter: Reporter,
+    platform: str | None = None,
+) -> BuildResult:
+    argv = [_docker_bin(), "build"]
+    for key, value in build_args.items():
+        argv += ["--build-arg", f"{key}={value}"]
+    for ref in refs:
+        argv += ["--tag", ref]
+    if platform:
+        argv += ["--platform", platform]
+    with tempfile.TemporaryDirectory(prefix="ghdeploy-") as tmp:
+        iidfile = Path(tmp) / "iid"
+        argv += ["--iidfile", str(iidfile), str(context)]
+        reporter.debug("running: " + " ".join(argv))
+
+        def on_line(line: str) -> None:
+            if _STEP_RE.match(line):
+                reporter.step(None, "build: " + line[:100])
+            reporter.debug(line)
+
+        rc, tail = _stream(argv, on_line)
+        if rc != 0:
+            raise OperationFailed(
+                "docker build failed:\n  " + "\n  ".join(tail[-15:]),
+                "fix the Dockerfile or build context, then run again",
+            )
+        iid = iidfile.read_text().strip() if iidfile.exists() else (image_id(refs[0]) or "")
+    return BuildResult(image_id=iid, refs=refs, build_args=build_args)
+
+
+@contextmanager
+def temporary_login(registry: str, username: str, password: str) -> Iterator[dict[str, str]]:
+    """Log in with a throw-away docker config dir; yields the env to run docker with.
+
+    The password goes on stdin (never argv), and the config file holding it is deleted
+    as soon as the caller is done, so no registry token outlives the command.
+    """
+    with tempfile.TemporaryDirectory(prefix="ghdeploy-docker-") as config_dir:
+        os.chmod(config_dir, 0o700)
+        env = dict(os.environ, DOCKER_CONFIG=config_dir)
+        proc = subprocess.run(
+            [_docker_bin(), "login", "--username", username, "--password-stdin", registry],
+            input=password,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise OperationFailed(
+                f"docker login to {registry} failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}",
+                "check that ECR_REGISTRY matches the account and region of your AWS credentials",
+            )
+        yield env
+
+
+def push(ref: str, env: dict[str, str], reporter: Reporter) -> str:
+    """Push one ref; return the digest the registry reported."""
+    argv = [_docker_bin(), "push", ref]
+    reporter.debug("running: " + " ".join(argv))
+    layers: set[str] = set()
+    done: set[str] = set()
+
+    def on_line(line: str) -> None:
+        head, _, status = line.partition(": ")
+        if re.fullmatch(r"[0-9a-f]{12}", head):
+            layers.add(head)
+            if status.startswith(("Pushed", "Layer already exists", "Mounted")):
+                done.add(head)
+            reporter.step(None, f"push {ref}: {len(done)}/{len(layers)} layers")
+        reporter.debug(line)
+
+    rc, tail = _stream(argv, on_line, env=env)
+    if rc != 0:
+        raise OperationFailed(f"docker push {ref} failed:\n  " + "\n  ".join(tail[-10:]))
+    for line in reversed(tail):
+        match = _DIGEST_RE.search(line)
+        if match:
+            return match.group(1)
+    raise OperationFailed(f"docker push {ref} reported no digest:\n  " + "\n  ".join(tail[-5:]))

@@ -1,0 +1,135 @@
+"""Build and push: the laptop half of the pipeline."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ghdeploy import docker, registry
+from ghdeploy.config import TAG_RE, Config
+from ghdeploy.errors import ConfigError, OperationFailed
+from ghdeploy.gitinfo import GitState, git_state
+from ghdeploy.progress import Reporter
+
+
+@dataclass
+class BuildOutcome:
+    tag: str
+    image: str
+    image_id: str
+    commit_sha: str
+    build_time: str
+    refs: list[str]
+    dirty: bool
+    seconds: float = 0.0
+
+
+@dataclass
+class PushOutcome:
+    tag: str
+    image: str
+    digest: str
+    refs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def validate_tag(tag: str, source: str = "--tag") -> str:
+    if not TAG_RE.match(tag):
+        raise ConfigError(
+            f"{source} {tag!r} is not a valid docker tag",
+            "use letters, digits, '_', '.', '-' (not first), at most 128 characters",
+        )
+    return tag
+
+
+def default_tag(config: Config, tag_flag: str | None, git: GitState | None) -> str:
+    """--tag, else IMAGE_TAG, else the short SHA of HEAD."""
+    if tag_flag:
+        return validate_tag(tag_flag)
+    if config.get("IMAGE_TAG"):
+        return validate_tag(config.text("IMAGE_TAG"), "IMAGE_TAG")
+    if git is None:
+        raise ConfigError("no tag given and no git checkout to take one from", "pass --tag or set IMAGE_TAG")
+    return git.short_sha
+
+
+def build_time_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_image(
+    config: Config,
+    cwd: Path,
+    reporter: Reporter,
+    *,
+    tag: str | None = None,
+    platform: str | None = None,
+    allow_dirty: bool = False,
+) -> BuildOutcome:
+    if tag:
+        validate_tag(tag)
+    git = git_state(cwd)
+    if git.dirty and not allow_dirty:
+        shown = ", ".join(git.dirty_files[:5]) + (" ..." if len(git.dirty_files) > 5 else "")
+        raise ConfigError(
+            f"the working tree has uncommitted changes ({len(git.dirty_files)}: {shown})",
+            "commit or stash them (COMMIT_SHA would not describe the image), or pass --allow-dirty",
+        )
+    if not (cwd / "Dockerfile").is_file():
+        raise ConfigError(f"no Dockerfile in {cwd}", "run ghdeploy from the directory that holds the app's Dockerfile")
+    chosen = default_tag(config, tag, git)
+    if git.dirty and not tag and not config.get("IMAGE_TAG"):
+        chosen = f"{git.short_sha}-dirty"
+    if git.dirty:
+        reporter.warn(f"building from a dirty tree ({len(git.dirty_files)} changed files); tag {chosen}")
+    docker.ensure_engine()
+    image = config.image_name
+    refs = [f"{image}:{chosen}", f"{image}:latest"]
+    build_args = {"COMMIT_SHA": git.sha, "BUILD_TIME": build_time_now(), "IMAGE_TAG": chosen}
+    reporter.step(None, f"building {refs[0]} from {git.short_sha}")
+    result = docker.build(cwd, refs, build_args, reporter, platform=platform)
+    reporter.info(f"built {refs[0]} ({result.image_id[:19]})")
+    return BuildOutcome(
+        tag=chosen,
+        image=image,
+        image_id=result.image_id,
+        commit_sha=git.sha,
+        build_time=build_args["BUILD_TIME"],
+        refs=refs,
+        dirty=git.dirty,
+    )
+
+
+def _tag_latest(source: str, latest: str) -> None:
+    proc = subprocess.run(["docker", "tag", source, latest], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise OperationFailed(f"docker tag {source} {latest} failed: {proc.stderr.strip()}")
+
+
+def push_image(config: Config, cwd: Path, reporter: Reporter, *, tag: str | None = None) -> PushOutcome:
+    git: GitState | None = None
+    if not tag and not config.get("IMAGE_TAG"):
+        git = git_state(cwd)
+    chosen = default_tag(config, tag, git)
+    docker.ensure_engine()
+    image = config.image_name
+    ref, latest = f"{image}:{chosen}", f"{image}:latest"
+    if docker.image_id(ref) is None:
+        raise ConfigError(f"no local image {ref}", f"build it first: ghdeploy build --tag {chosen}")
+    region = config.text("AWS_REGION")
+    reporter.step(None, f"checking ECR repository {config.repository}")
+    registry.check_repository(region, config.repository)
+    auth = registry.get_login(region, config.registry)
+    # :latest must name what we push now, not whatever was built last.
+    _tag_latest(ref, latest)
+    reporter.step(None, f"logging in to {config.registry}")
+    with docker.temporary_login(auth.registry, auth.username, auth.password) as env:
+        digest = docker.push(ref, env, reporter)
+        reporter.info(f"pushed {ref} ({digest})")
+        latest_digest = docker.push(latest, env, reporter)
+        reporter.info(f"pushed {latest}")
+    if latest_digest != digest:
+        raise OperationFailed(f":latest was pushed as {latest_digest}, not {digest}", "push again")
+    return PushOutcome(tag=chosen, image=image, digest=digest, refs=[ref, latest])
