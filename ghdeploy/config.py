@@ -47,10 +47,18 @@ KEYS: dict[str, KeySpec] = {
         KeySpec("SSH_USER", "user for hosts found through ASG_NAME", "ec2-user"),
         KeySpec("EC2_KEY", "path to the SSH private key (.pem)"),
         KeySpec("SSH_KNOWN_HOSTS", "known_hosts file checked for host keys", "~/.ssh/known_hosts"),
-        KeySpec("SSH_CONFIG", "OpenSSH client config honoured for hosts (HostName, User, Port, IdentityFile, ProxyJump)", "~/.ssh/config"),
+        KeySpec(
+            "SSH_CONFIG",
+            "OpenSSH client config honoured for hosts (HostName, User, Port, IdentityFile, ProxyJump)",
+            "~/.ssh/config",
+        ),
         KeySpec("GHOSTHANDS_DIR", "app directory on each host", "/opt/ghosthands"),
         KeySpec("IMAGE_TAG", "image tag to build/push/deploy (default: short SHA of HEAD)"),
-        KeySpec("GH_ENVIRONMENT", "production|staging: picks docker-compose.prod.yml or docker-compose.staging.yml", "production"),
+        KeySpec(
+            "GH_ENVIRONMENT",
+            "production|staging: picks docker-compose.prod.yml or docker-compose.staging.yml",
+            "production",
+        ),
         KeySpec("GH_API_PORT", "api port on each host", "3100"),
         KeySpec("GH_WORKER_PORT", "worker status port on each host", "3101"),
         KeySpec("HEALTH_TIMEOUT", "seconds to wait for /health to answer 200 after a restart", "60"),
@@ -178,8 +186,7 @@ def load_config(
         where = f" (read {used_file})" if used_file else f" (no {DEFAULT_ENV_FILE} here)"
         raise ConfigError(
             problems,
-            f"set them in {DEFAULT_ENV_FILE} or the environment{where}; "
-            f"{DEFAULT_ENV_FILE}.example documents every key",
+            f"set them in {DEFAULT_ENV_FILE} or the environment{where}; {DEFAULT_ENV_FILE}.example documents every key",
         )
     return config
 
@@ -199,9 +206,17 @@ def _validate(config: Config, needed: set[str], problems: list[str]) -> None:
             missing("ECR_REGISTRY")
         check("ECR_REGISTRY", bool(REGISTRY_RE.match(v.get("ECR_REGISTRY", ""))), "not a registry host[:port]")
     if "ECR_REPOSITORY" in needed:
-        check("ECR_REPOSITORY", bool(REPOSITORY_RE.match(v.get("ECR_REPOSITORY", ""))), "not a valid repository name (lower case, digits, . _ - /)")
+        check(
+            "ECR_REPOSITORY",
+            bool(REPOSITORY_RE.match(v.get("ECR_REPOSITORY", ""))),
+            "not a valid repository name (lower case, digits, . _ - /)",
+        )
     if "IMAGE_TAG" in needed:
-        check("IMAGE_TAG", bool(TAG_RE.match(v.get("IMAGE_TAG", ""))), "not a valid docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})")
+        check(
+            "IMAGE_TAG",
+            bool(TAG_RE.match(v.get("IMAGE_TAG", ""))),
+            "not a valid docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})",
+        )
     if "AWS_REGION" in needed:
         if "AWS_REGION" not in v:
             missing("AWS_REGION")
@@ -226,20 +241,24 @@ def _validate(config: Config, needed: set[str], problems: list[str]) -> None:
         if "EC2_KEY" not in v:
             missing("EC2_KEY")
         else:
-            key = Path(v["EC2_KEY"])
-            if not key.is_file():
+            key_path = Path(v["EC2_KEY"])
+            if not key_path.is_file():
                 problems.append(f"EC2_KEY={v['EC2_KEY']!r}: no such file")
-            elif not os.access(key, os.R_OK):
+            elif not os.access(key_path, os.R_OK):
                 problems.append(f"EC2_KEY={v['EC2_KEY']!r}: not readable")
     if "GHOSTHANDS_DIR" in needed:
-        check("GHOSTHANDS_DIR", v.get("GHOSTHANDS_DIR", "").startswith("/") and "\n" not in v.get("GHOSTHANDS_DIR", ""), "must be an absolute path")
+        check(
+            "GHOSTHANDS_DIR",
+            v.get("GHOSTHANDS_DIR", "").startswith("/") and "\n" not in v.get("GHOSTHANDS_DIR", ""),
+            "must be an absolute path",
+        )
     if "GH_ENVIRONMENT" in needed:
         check("GH_ENVIRONMENT", v.get("GH_ENVIRONMENT") in COMPOSE_FILES, "must be production or staging")
-    for key in ("GH_API_PORT", "GH_WORKER_PORT"):
-        if key in needed:
-            text = v.get(key, "")
-            check(key, text.isdigit() and 1 <= int(text) <= 65535, "not a port number (1-65535)")
-    for key in ("HEALTH_TIMEOUT", "DRAIN_TIMEOUT", "STOP_TIMEOUT"):
-        if key in needed:
-            text = v.get(key, "")
-            check(key, text.isdigit() and int(text) <= 86400, "not a whole number of seconds")
+    for port_key in ("GH_API_PORT", "GH_WORKER_PORT"):
+        if port_key in needed:
+            text = v.get(port_key, "")
+            check(port_key, text.isdigit() and 1 <= int(text) <= 65535, "not a port number (1-65535)")
+    for timeout_key in ("HEALTH_TIMEOUT", "DRAIN_TIMEOUT", "STOP_TIMEOUT"):
+        if timeout_key in needed:
+            text = v.get(timeout_key, "")
+            check(timeout_key, text.isdigit() and int(text) <= 86400, "not a whole number of seconds")

@@ -55,7 +55,9 @@ def image_id(ref: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def _stream(argv: list[str], on_line: Callable[[str], None], env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+def _stream(
+    argv: list[str], on_line: Callable[[str], None], env: dict[str, str] | None = None
+) -> tuple[int, list[str]]:
     """Run argv, feed each output line to on_line, return (rc, last lines)."""
     tail: deque[str] = deque(maxlen=25)
     with subprocess.Popen(

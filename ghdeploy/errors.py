@@ -14,6 +14,7 @@ class ExitCode(enum.IntEnum):
     OK = 0
     FAILED = 1  # the operation ran and failed: deploy rolled back, verify mismatch, host unhealthy
     BAD_INPUT = 2  # bad input or config; nothing was touched
+    LOCKED = 3  # another deploy holds a host's lock; nothing was touched, try again later
     INTERRUPTED = 130  # SIGINT/SIGTERM
 
 

@@ -87,3 +87,68 @@ def parse_host_list(value: str) -> list[Host]:
     if not hosts:
         raise ValueError("no host given")
     return hosts
+
+
+def discover_asg(name: str, region: str, address: str, user: str) -> tuple[list[Host], list[str]]:
+    """The InService instances of an Auto Scaling Group, as hosts; plus notes on what was skipped.
+
+    Uses boto3's own credential chain and endpoint settings (AWS_ENDPOINT_URL works).
+    """
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ghdeploy.errors import ConfigError
+    from ghdeploy.registry import translate_aws_error
+
+    notes: list[str] = []
+    try:
+        autoscaling = boto3.client("autoscaling", region_name=region)
+        groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        if not groups:
+            raise ConfigError(
+                f"ASG_NAME={name!r}: no such Auto Scaling Group in {region}", "check ASG_NAME and AWS_REGION"
+            )
+        in_service: list[str] = []
+        for instance in sorted(groups[0].get("Instances", []), key=lambda i: i["InstanceId"]):
+            if instance.get("LifecycleState") == "InService":
+                in_service.append(instance["InstanceId"])
+            else:
+                notes.append(f"skipped {instance['InstanceId']}: {instance.get('LifecycleState')}")
+        addresses: dict[str, str | None] = {}
+        if in_service:
+            ec2 = boto3.client("ec2", region_name=region)
+            for reservation in ec2.describe_instances(InstanceIds=in_service)["Reservations"]:
+                for inst in reservation["Instances"]:
+                    key = "PublicIpAddress" if address == "public" else "PrivateIpAddress"
+                    addresses[inst["InstanceId"]] = inst.get(key)
+    except (BotoCoreError, ClientError) as exc:
+        raise translate_aws_error(exc, f"Auto Scaling Group {name}") from None
+    hosts: list[Host] = []
+    for instance_id in in_service:
+        ip = addresses.get(instance_id)
+        if not ip:
+            notes.append(f"skipped {instance_id}: no {address} address")
+            continue
+        hosts.append(Host(hostname=ip, user=user))
+    return hosts, notes
+
+
+def narrow(hosts: list[Host], wanted: list[str]) -> list[Host]:
+    """Keep the hosts named by --host (by label or bare host name), in fleet order."""
+    if not wanted:
+        return hosts
+    chosen: list[Host] = []
+    unknown: list[str] = []
+    for name in wanted:
+        match = [h for h in hosts if name in (h.label, h.hostname)]
+        if not match:
+            unknown.append(name)
+        chosen += [h for h in match if h not in chosen]
+    if unknown:
+        from ghdeploy.errors import ConfigError
+
+        raise ConfigError(
+            f"--host {', '.join(unknown)}: not among the configured hosts ({', '.join(h.label for h in hosts)})",
+            "name a host from EC2_HOST (or the Auto Scaling Group)",
+        )
+    return [h for h in hosts if h in chosen]

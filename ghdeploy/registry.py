@@ -52,16 +52,29 @@ def translate_aws_error(exc: Exception, what: str) -> RegistryError:
     if isinstance(exc, bx.TokenRetrievalError | bx.UnauthorizedSSOTokenError | bx.SSOTokenLoadError):
         return RegistryError(f"{what}: the AWS SSO session has expired", "run `aws sso login` and try again")
     if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError):
-        return RegistryError(f"{what}: cannot reach the AWS endpoint ({exc})", "check the network, AWS_REGION and AWS_ENDPOINT_URL")
+        return RegistryError(
+            f"{what}: cannot reach the AWS endpoint ({exc})", "check the network, AWS_REGION and AWS_ENDPOINT_URL"
+        )
     if isinstance(exc, bx.ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", "")
         if code in ("ExpiredTokenException", "ExpiredToken", "RequestExpired"):
-            return RegistryError(f"{what}: the AWS credentials have expired", "refresh them (`aws sso login` or new keys) and try again")
-        if code in ("UnrecognizedClientException", "InvalidSignatureException", "InvalidClientTokenId", "SignatureDoesNotMatch"):
-            return RegistryError(f"{what}: the AWS credentials were rejected ({code})", "check AWS_PROFILE / the access keys")
+            return RegistryError(
+                f"{what}: the AWS credentials have expired", "refresh them (`aws sso login` or new keys) and try again"
+            )
+        if code in (
+            "UnrecognizedClientException",
+            "InvalidSignatureException",
+            "InvalidClientTokenId",
+            "SignatureDoesNotMatch",
+        ):
+            return RegistryError(
+                f"{what}: the AWS credentials were rejected ({code})", "check AWS_PROFILE / the access keys"
+            )
         if code in ("AccessDeniedException", "AccessDenied"):
-            return RegistryError(f"{what}: access denied ({message})", "ask for ECR push/pull rights on this repository")
+            return RegistryError(
+                f"{what}: access denied ({message})", "ask for ECR push/pull rights on this repository"
+            )
         return RegistryError(f"{what}: AWS error {code}: {message}")
     if isinstance(exc, bx.BotoCoreError):
         return RegistryError(f"{what}: {exc}")
@@ -128,7 +141,9 @@ def resolve_digest(auth: RegistryAuth, repository: str, tag: str) -> str | None:
                 f"the TLS certificate of {auth.registry} is not trusted",
                 "install its CA in the system trust store or point SSL_CERT_FILE at it",
             ) from None
-        raise RegistryError(f"cannot reach registry {auth.registry}: {exc}", "check ECR_REGISTRY and the network") from None
+        raise RegistryError(
+            f"cannot reach registry {auth.registry}: {exc}", "check ECR_REGISTRY and the network"
+        ) from None
     except httpx.HTTPError as exc:
         raise RegistryError(f"registry {auth.registry}: {exc}", "check ECR_REGISTRY and the network") from None
     if response.status_code == 404:

@@ -122,3 +122,252 @@ def table(title: str | None, columns: list[str]) -> Table:
     for c in columns:
         t.add_column(c, overflow="fold")
     return t
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+def error_json(exc: Any) -> None:
+    emit_json(
+        "error",
+        {
+            "ok": False,
+            "error": {
+                "message": exc.message,
+                "hint": exc.hint,
+                "exit_code": int(exc.exit_code),
+                "type": type(exc).__name__,
+            },
+        },
+    )
+
+
+def build_result(outcome: Any, as_json: bool) -> int:
+    if as_json:
+        emit_json("build", {"ok": True, **outcome.__dict__})
+    else:
+        out().print(f"built {outcome.refs[0]} (and :latest)\n  image {outcome.image_id}\n  commit {outcome.commit_sha}")
+        if outcome.dirty:
+            out().print("  [yellow]built from a dirty working tree[/yellow]")
+    return 0
+
+
+def push_result(outcome: Any, as_json: bool) -> int:
+    if as_json:
+        emit_json("push", {"ok": True, **outcome.__dict__})
+    else:
+        out().print(f"pushed {outcome.refs[0]} and :latest\n  digest {outcome.digest}")
+    return 0
+
+
+_RESULT_STYLE = {
+    "succeeded": "green",
+    "rolled back": "yellow",
+    "rollback failed": "bold red",
+    "failed": "red",
+    "untouched": "dim",
+}
+
+
+def _next_step(fleet: Any) -> str | None:
+    results = {h.result for h in fleet.hosts}
+    if "rollback failed" in results:
+        return "a host is NOT on a known-good image: check `ghdeploy status`, then `ghdeploy rollback --to TAG` or fix it by hand"
+    if fleet.interrupted:
+        return "interrupted: hosts above say where each one is; `ghdeploy status` to check, deploy again when ready"
+    if "rolled back" in results:
+        return "the new image failed its health check and was rolled back; see the error, fix, deploy again"
+    if "failed" in results:
+        return "nothing was switched on the failed host; fix the error above and deploy again"
+    return None
+
+
+def deploy_report(report: Any, as_json: bool, command: str) -> int:
+    from ghdeploy.errors import ExitCode
+
+    code = 0
+    if report.fleet is not None:
+        code = int(report.fleet.exit_code)
+    if report.verify is not None and not all(r.ok for r in report.verify):
+        code = code or int(ExitCode.FAILED)
+    if as_json:
+        emit_json(command, {"ok": code == 0, "exit_code": code, **report.to_dict()})
+        return code
+    console = out()
+    if report.plan is not None:
+        console.print(f"[bold]dry run[/bold]: {command} of {escape(report.tag)}; nothing was changed")
+        for i, item in enumerate(report.plan, 1):
+            current = item.get("current") or {}
+            now = current.get("tag") or (current.get("image_id") or "nothing")[:19]
+            lock = item.get("lock")
+            console.print(f"\n{i}. [bold]{escape(item['host'])}[/bold]  runs now: {escape(str(now))}")
+            if lock:
+                console.print(f"   [yellow]locked[/yellow]: {escape(json.dumps(lock))}")
+            for cmd in item["commands"]:
+                console.print(f"   $ {escape(cmd)}", soft_wrap=True)
+        return code
+    if report.push is not None and report.fleet is None:
+        console.print(f"pushed {escape(report.push.refs[0])} and :latest\n  digest {report.push.digest}")
+    fleet = report.fleet
+    if fleet is not None:
+        t = table(f"{command} of {report.tag}", ["host", "result", "from", "to", "time", "phases", "notes"])
+        for h in fleet.hosts:
+            style = _RESULT_STYLE.get(h.result, "")
+            phases = " ".join(f"{k} {v:.1f}s" for k, v in h.phases.items())
+            notes = "; ".join([*(h.notes or []), *([h.error] if h.error else [])])
+            t.add_row(
+                escape(h.host),
+                f"[{style}]{h.result}[/{style}]" if style else h.result,
+                escape(_image_label(h.from_image)),
+                escape(h.target.label if h.target else "-"),
+                f"{h.duration:.1f}s" if h.duration else "-",
+                phases,
+                escape(notes),
+            )
+        console.print(t)
+        c = fleet.counts()
+        console.print(
+            f"total {c['total']}: {c['succeeded']} succeeded, {c['rolled back']} rolled back, "
+            f"{c['rollback failed']} rollback failed, {c['failed']} failed, {c['untouched']} untouched"
+        )
+    if report.verify is not None:
+        for row in report.verify:
+            mark = "[green]ok[/green]" if row.ok else "[red]MISMATCH[/red]"
+            console.print(f"verify {escape(row.host)}: {mark} {row.running or row.error}")
+    if report.timings:
+        console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
+    if fleet is not None:
+        hint = _next_step(fleet)
+        if hint:
+            Console(stderr=True, highlight=False).print(f"[cyan]next:[/cyan] {escape(hint)}")
+    return code
+
+
+def _image_label(image: Any) -> str:
+    if image is None:
+        return "-"
+    return image.tag or (image.image_id or "-")[:19]
+
+
+def status_table(rows: list[Any], as_json: bool) -> int:
+    code = 0 if rows and all(r.ok for r in rows) else 1
+    if as_json:
+        emit_json("status", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
+        return code
+    t = table("status", ["host", "health", "api", "worker", "version", "targeted", "last deploy"])
+    for r in rows:
+        if r.error:
+            t.add_row(escape(r.host), "[red]unreachable[/red]", "", "", "", "", escape(r.error))
+            continue
+        health = "[green]200[/green]" if r.health == 200 else f"[red]{r.health or 'down'}[/red]"
+        svc = {s["service"]: s for s in r.services}
+
+        def svc_text(name: str, svc: dict[str, Any] = svc) -> str:
+            s = svc.get(name)
+            if not s:
+                return "[dim]absent[/dim]"
+            state = s["state"] + (f"/{s['health']}" if s.get("health") else "")
+            digest = (s.get("digest") or "")[7:19]
+            return f"{s.get('tag') or (s.get('image_id') or '')[:19]} {state}" + (f" @{digest}" if digest else "")
+
+        worker = svc_text("worker")
+        if r.worker:
+            worker += f" ({r.worker.get('status')})"
+        version = "-"
+        if r.version:
+            uptime = (r.version.get("uptime_ms") or 0) / 1000
+            version = f"{(r.version.get('commit_sha') or '')[:12]} built {r.version.get('build_time')} up {uptime:.0f}s"
+        targeted = (
+            ", ".join(f"{w['name']}:{w.get('tag')}{'' if w['running'] else ' (stopped)'}" for w in r.targeted) or "-"
+        )
+        last = "-"
+        if r.last_deploy:
+            ld = r.last_deploy
+            last = f"{ld.get('action')} {((ld.get('to') or {}).get('label') or '')} {ld.get('result')} {ld.get('time')} by {ld.get('operator')}"
+        if r.pending:
+            last = f"[red]UNFINISHED {r.pending.get('action')} since {r.pending.get('time')}[/red]; " + last
+        if r.lock:
+            last = f"[yellow]locked by {r.lock.get('operator')}[/yellow]; " + last
+        t.add_row(
+            escape(r.host), health, escape(svc_text("api")), escape(worker), escape(version), escape(targeted), last
+        )
+    out().print(t)
+    return code
+
+
+def verify_table(rows: list[Any], as_json: bool) -> int:
+    code = 0 if rows and all(r.ok for r in rows) else 1
+    if as_json:
+        emit_json("verify", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
+        return code
+    t = table("verify", ["host", "result", "running", "expected", "image tag", "built"])
+    for r in rows:
+        result = "[green]ok[/green]" if r.ok else ("[red]error[/red]" if r.error else "[red]MISMATCH[/red]")
+        t.add_row(
+            escape(r.host),
+            result,
+            escape(r.running or r.error or "-"),
+            r.expected,
+            escape(r.image_tag or "-"),
+            escape(r.build_time or "-"),
+        )
+    out().print(t)
+    return code
+
+
+def history_table(rows: list[Any], as_json: bool) -> int:
+    code = 0 if all(r.error is None for r in rows) else 1
+    if as_json:
+        emit_json("history", {"ok": code == 0, "hosts": [r.__dict__ for r in rows]})
+        return code
+    t = table("history", ["host", "time", "action", "from", "to", "result", "operator", "duration", "message"])
+    for r in rows:
+        if r.error:
+            t.add_row(escape(r.host), "", "", "", "", "[red]unreachable[/red]", "", "", escape(r.error))
+            continue
+        if not r.records:
+            t.add_row(escape(r.host), "-", "[dim]no records[/dim]", "", "", "", "", "", "")
+        for rec in r.records:
+            frm = rec.get("from") or {}
+            to = rec.get("to") or {}
+            t.add_row(
+                escape(r.host),
+                escape(str(rec.get("time"))),
+                escape(str(rec.get("action"))),
+                escape(str(frm.get("tag") or (frm.get("image_id") or "-")[:19])),
+                escape(str(to.get("label") or "-")),
+                escape(str(rec.get("result"))),
+                escape(str(rec.get("operator"))),
+                f"{rec.get('duration_s', 0):.1f}s",
+                escape(str(rec.get("message") or "")),
+            )
+    out().print(t)
+    return code
+
+
+def lock_table(rows: list[Any], as_json: bool, command: str) -> int:
+    from ghdeploy.locks import age
+
+    code = 0 if all(r.error is None for r in rows) else 1
+    if as_json:
+        emit_json(command, {"ok": code == 0, "hosts": [r.__dict__ for r in rows]})
+        return code
+    t = table(command, ["host", "lock", "operator", "since", "action", "message"])
+    for r in rows:
+        if r.error:
+            t.add_row(escape(r.host), "[red]unreachable[/red]", "", "", "", escape(r.error))
+        elif r.holder is None:
+            t.add_row(escape(r.host), "free", "", "", "", "")
+        else:
+            h = r.holder
+            state = "[green]released[/green]" if getattr(r, "released", False) else "[yellow]held[/yellow]"
+            t.add_row(
+                escape(r.host),
+                state,
+                escape(str(h.get("operator"))),
+                f"{h.get('since')} ({age(h.get('since'))})",
+                escape(f"{h.get('action')} {h.get('tag')}"),
+                escape(str(h.get("message") or "")),
+            )
+    out().print(t)
+    return code

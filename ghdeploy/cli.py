@@ -1,0 +1,393 @@
+"""Command-line interface: parse, load config, call one core function, render, return an exit code.
+
+Only typer and the standard library are imported at module level; everything heavy (rich tables,
+boto3, paramiko, httpx) is imported when a command runs, so `ghdeploy --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ghdeploy import __version__
+from ghdeploy.errors import ConfigError, ExitCode, GhdeployError
+
+if TYPE_CHECKING:
+    from ghdeploy.config import Config
+    from ghdeploy.render import ConsoleReporter
+
+HELP = """Build, push and deploy GhostHands to EC2 hosts over SSH.
+
+Config comes from flags, then the environment, then .env.deploy (or --env-file).
+
+Exit codes: 0 ok; 1 failed (deploy rolled back, verify mismatch, host unhealthy); 2 bad input or config, nothing touched; 3 a host is locked by another deploy; 130 interrupted.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+lock_app = typer.Typer(help="Show or release the per-host deploy locks.", no_args_is_help=True)
+app.add_typer(lock_app, name="lock")
+
+
+@dataclass
+class Globals:
+    env_file: Path | None = None
+    json: bool = False
+    verbose: int = 0
+    quiet: bool = False
+
+
+STATE = Globals()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ghdeploy {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    env_file: Annotated[
+        Path | None, typer.Option("--env-file", help="Config file to read instead of ./.env.deploy.", metavar="PATH")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, help="Show the commands run and their output.")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors on stderr.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    STATE.env_file = env_file
+    STATE.json = json_output
+    STATE.verbose = verbose
+    STATE.quiet = quiet
+
+
+# --- shared plumbing ------------------------------------------------------------------------
+
+
+def _config(needs: tuple[str, ...], overrides: dict[str, str | None] | None = None) -> Config:
+    from ghdeploy.config import load_config
+
+    return load_config(needs=needs, env_file=STATE.env_file, overrides=overrides)
+
+
+def _reporter() -> ConsoleReporter:
+    from ghdeploy.render import ConsoleReporter
+
+    return ConsoleReporter(verbose=STATE.verbose, quiet=STATE.quiet)
+
+
+def _finish(code: int) -> None:
+    if code:
+        raise typer.Exit(code)
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM set an event the deploy checks at safe points, instead of killing it mid-switch."""
+
+    def __init__(self, reporter: ConsoleReporter) -> None:
+        self.event = threading.Event()
+        self.reporter = reporter
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.event.is_set():
+            self.reporter.warn(
+                f"{signal.Signals(signum).name}: stopping at the next safe point; a host mid-switch is rolled back"
+            )
+        else:
+            self.reporter.warn("still finishing the rollback so no host is left half-deployed; please wait")
+        self.event.set()
+
+    def __enter__(self) -> threading.Event:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+HostOpt = Annotated[
+    list[str] | None, typer.Option("--host", help="Only this host (repeatable); must be one of the configured hosts.")
+]
+AcceptOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-new-host-key", help="Accept and record the key of a host not yet in known_hosts (check it first)."
+    ),
+]
+TagOpt = Annotated[
+    str | None, typer.Option("--tag", "-t", help="Image tag (default: IMAGE_TAG, else short SHA of HEAD).")
+]
+
+
+# --- build / push ---------------------------------------------------------------------------
+
+
+@app.command()
+def build(
+    tag: TagOpt = None,
+    platform: Annotated[str | None, typer.Option("--platform", help="Target platform, e.g. linux/amd64.")] = None,
+    allow_dirty: Annotated[
+        bool, typer.Option("--allow-dirty", help="Build from uncommitted changes; the default tag ends in -dirty.")
+    ] = False,
+) -> None:
+    """Build the image from ./Dockerfile with COMMIT_SHA, BUILD_TIME, IMAGE_TAG; tag :TAG and :latest."""
+    from ghdeploy import images, render
+    from ghdeploy.config import BUILD_KEYS
+
+    config = _config(BUILD_KEYS, {"IMAGE_TAG": tag})
+    with _reporter() as reporter:
+        outcome = images.build_image(config, Path.cwd(), reporter, tag=tag, platform=platform, allow_dirty=allow_dirty)
+    render.build_result(outcome, STATE.json)
+
+
+@app.command()
+def push(tag: TagOpt = None) -> None:
+    """Log in to ECR (token from boto3, on stdin) and push :TAG and :latest."""
+    from ghdeploy import images, render
+    from ghdeploy.config import PUSH_KEYS
+
+    config = _config(PUSH_KEYS, {"IMAGE_TAG": tag})
+    with _reporter() as reporter:
+        outcome = images.push_image(config, Path.cwd(), reporter, tag=tag)
+    render.push_result(outcome, STATE.json)
+
+
+# --- deploy / rollback ----------------------------------------------------------------------
+
+
+@app.command()
+def deploy(
+    tag: TagOpt = None,
+    push_only: Annotated[bool, typer.Option("--push-only", help="Build and push, touch no host.")] = False,
+    deploy_only: Annotated[
+        bool, typer.Option("--deploy-only", help="Skip build and push; the tag must be in the registry.")
+    ] = False,
+    host: HostOpt = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Hosts deployed at once (default 1: rolling).")] = 1,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Resolve and check everything, print the plan, change nothing.")
+    ] = False,
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Why: kept in the lock and the history.")
+    ] = None,
+    accept_new_host_key: AcceptOpt = False,
+    allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Build from uncommitted changes.")] = False,
+    platform: Annotated[str | None, typer.Option("--platform", help="Target platform for the build.")] = None,
+) -> None:
+    """Build, push, deploy every host (one at a time), then verify. Rolls a failed host back."""
+    from ghdeploy import pipeline, render
+    from ghdeploy.config import DEPLOY_KEYS, PUSH_KEYS
+
+    if push_only and deploy_only:
+        raise ConfigError(
+            "--push-only and --deploy-only exclude each other", "pick one, or neither for the whole pipeline"
+        )
+    mode = "push-only" if push_only else "deploy-only" if deploy_only else "full"
+    config = _config(PUSH_KEYS if push_only else DEPLOY_KEYS, {"IMAGE_TAG": tag})
+    with _reporter() as reporter, _Interrupts(reporter) as cancel:
+        report = pipeline.deploy(
+            config,
+            Path.cwd(),
+            reporter,
+            cancel,
+            tag=tag,
+            mode=mode,
+            allow_dirty=allow_dirty,
+            platform=platform,
+            hosts_opts=pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
+            batch=batch,
+            dry_run=dry_run,
+            message=message,
+        )
+    _finish(render.deploy_report(report, STATE.json, "deploy"))
+
+
+@app.command()
+def rollback(
+    to: Annotated[
+        str | None, typer.Option("--to", help="Tag to go back to (default: the image before the last deploy).")
+    ] = None,
+    host: HostOpt = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Hosts rolled back at once.")] = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why: kept in the lock and history.")] = None,
+    accept_new_host_key: AcceptOpt = False,
+) -> None:
+    """Put back the image that ran before the last deploy (from each host's history), or --to TAG."""
+    from ghdeploy import pipeline, render
+    from ghdeploy.config import DEPLOY_KEYS, HOST_KEYS
+
+    needs = DEPLOY_KEYS if to else (*HOST_KEYS, "HEALTH_TIMEOUT", "DRAIN_TIMEOUT", "STOP_TIMEOUT", "ECR_REPOSITORY")
+    config = _config(needs)
+    with _reporter() as reporter, _Interrupts(reporter) as cancel:
+        report = pipeline.rollback(
+            config,
+            reporter,
+            cancel,
+            to_tag=to,
+            hosts_opts=pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
+            batch=batch,
+            dry_run=dry_run,
+            message=message,
+        )
+    _finish(render.deploy_report(report, STATE.json, "rollback"))
+
+
+# --- read-only ------------------------------------------------------------------------------
+
+READ_KEYS = (
+    "EC2_HOST",
+    "ASG_NAME",
+    "SSH_ADDRESS",
+    "SSH_USER",
+    "EC2_KEY",
+    "SSH_KNOWN_HOSTS",
+    "SSH_CONFIG",
+    "GHOSTHANDS_DIR",
+    "GH_ENVIRONMENT",
+    "GH_API_PORT",
+    "GH_WORKER_PORT",
+)
+
+
+@app.command()
+def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
+    """Per host: services, image, health, worker state, version, last deploy (all hosts at once)."""
+    from ghdeploy import pipeline, render
+
+    config = _config(READ_KEYS)
+    with _reporter() as reporter:
+        rows = pipeline.status(
+            config, pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter
+        )
+    _finish(render.status_table(rows, STATE.json))
+
+
+@app.command()
+def verify(
+    expect: Annotated[
+        str | None, typer.Option("--expect", help="Commit SHA to expect (default: full SHA of local HEAD).")
+    ] = None,
+    host: HostOpt = None,
+    accept_new_host_key: AcceptOpt = False,
+) -> None:
+    """Compare /health/version's commit_sha on every host with local HEAD (or --expect)."""
+    from ghdeploy import pipeline, render
+
+    config = _config(READ_KEYS)
+    with _reporter() as reporter:
+        rows = pipeline.verify(
+            config,
+            Path.cwd(),
+            pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
+            reporter,
+            expect,
+        )
+    _finish(render.verify_table(rows, STATE.json))
+
+
+@app.command()
+def history(
+    n: Annotated[int, typer.Option("-n", "--limit", min=1, help="Records per host.")] = 10,
+    host: HostOpt = None,
+    accept_new_host_key: AcceptOpt = False,
+) -> None:
+    """The deploy and rollback records kept on each host, newest last."""
+    from ghdeploy import pipeline, render
+
+    config = _config(READ_KEYS)
+    with _reporter() as reporter:
+        rows = pipeline.history(
+            config, pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, n
+        )
+    _finish(render.history_table(rows, STATE.json))
+
+
+@lock_app.command("status")
+def lock_status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
+    """Show who holds each host's deploy lock, since when, and why."""
+    from ghdeploy import pipeline, render
+
+    config = _config(READ_KEYS)
+    with _reporter() as reporter:
+        rows = pipeline.lock_status(
+            config, pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter
+        )
+    _finish(render.lock_table(rows, STATE.json, "lock status"))
+
+
+@lock_app.command("release")
+def lock_release(
+    host: HostOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    accept_new_host_key: AcceptOpt = False,
+) -> None:
+    """Free the deploy lock of the hosts (only when the deploy holding it is really gone)."""
+    from ghdeploy import pipeline, render
+
+    config = _config(READ_KEYS)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("lock release needs confirmation", "pass --yes when not at a terminal")
+        targets = ", ".join(host) if host else "every configured host"
+        if not typer.confirm(
+            f"Release the deploy lock on {targets}? A deploy still running there loses it", default=False
+        ):
+            raise typer.Exit(1)
+    with _reporter() as reporter:
+        rows = pipeline.lock_release(
+            config, pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter
+        )
+    _finish(render.lock_table(rows, STATE.json, "lock release"))
+
+
+# --- the one boundary -----------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    import click
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="ghdeploy", standalone_mode=False)
+    except GhdeployError as exc:
+        from ghdeploy import render
+
+        if STATE.json:
+            render.error_json(exc)
+        render.print_error(exc.message, exc.hint)
+        return int(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        return int(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitCode.BAD_INPUT)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,507 @@
+"""The deploy sequence on one host, and the rolling deploy over a fleet.
+
+Per host (DESIGN.md "Deploy, per host"): record what runs, make the new image present (login on
+stdin + pull, digest checked), drain the worker, switch (`compose up -d`, targeted workers), wait
+for /health, and on any failure after the switch began put back the exact image recorded first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ghdeploy import __version__, hostops
+from ghdeploy import remote_commands as rc
+from ghdeploy.errors import ExitCode, GhdeployError, OperationFailed, PreflightError
+from ghdeploy.hostops import ImageRecord, Remote, Snapshot
+from ghdeploy.progress import Reporter
+from ghdeploy.waiting import Cancelled, Clock, drain_worker, health_ok, wait_for
+
+if TYPE_CHECKING:
+    from ghdeploy.hosts import Host
+    from ghdeploy.registry import RegistryAuth
+    from ghdeploy.ssh import Connection, SSHSettings
+
+
+@dataclass(frozen=True)
+class Target:
+    """The image a host should end up running."""
+
+    ref: str  # what ECR_IMAGE becomes on the host
+    label: str  # for people: repo:tag
+    digest: str | None = None  # registry digest the pulled image must have
+    image_id: str | None = None  # exact image ID, when known (rollback to a recorded image)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "label": self.label, "digest": self.digest, "image_id": self.image_id}
+
+
+@dataclass
+class Operation:
+    """Everything a host step needs besides the connection."""
+
+    layout: rc.RemoteLayout
+    reporter: Reporter
+    api_port: int
+    worker_port: int
+    health_timeout: float
+    drain_timeout: float
+    stop_timeout: int
+    auth: RegistryAuth | None = None
+    clock: Clock = field(default_factory=Clock)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    operator: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
+    message: str | None = None
+
+
+RESULTS = ("succeeded", "rolled back", "rollback failed", "failed", "untouched")
+
+
+@dataclass
+class HostResult:
+    host: str
+    action: str = "deploy"
+    result: str = "untouched"
+    from_image: ImageRecord | None = None
+    target: Target | None = None
+    image_id: str | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result == "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "action": self.action,
+            "result": self.result,
+            "succeeded": self.succeeded,
+            "from": self.from_image.to_dict() if self.from_image else None,
+            "to": self.target.to_dict() if self.target else None,
+            "image_id": self.image_id,
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
+            "duration_s": round(self.duration, 3),
+            "error": self.error,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class FleetResult:
+    action: str
+    target: Target | None
+    hosts: list[HostResult]
+    interrupted: bool = False
+    duration: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return bool(self.hosts) and all(h.succeeded for h in self.hosts) and not self.interrupted
+
+    def counts(self) -> dict[str, int]:
+        counts = {name: 0 for name in RESULTS}
+        for h in self.hosts:
+            counts[h.result] = counts.get(h.result, 0) + 1
+        return {"total": len(self.hosts), **counts}
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        return ExitCode.OK if self.succeeded else ExitCode.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "target": self.target.to_dict() if self.target else None,
+            "succeeded": self.succeeded,
+            "interrupted": self.interrupted,
+            "summary": self.counts(),
+            "duration_s": round(self.duration, 3),
+            "hosts": [h.to_dict() for h in self.hosts],
+        }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextmanager
+def phase(result: HostResult, name: str, clock: Clock) -> Iterator[None]:
+    start = clock.now()
+    try:
+        yield
+    finally:
+        result.phases[name] = result.phases.get(name, 0.0) + clock.now() - start
+
+
+# --- image presence -------------------------------------------------------------------------
+
+
+def _has_digest(info: dict[str, Any], digest: str | None) -> bool:
+    return digest is None or any(d.endswith("@" + digest) for d in info.get("RepoDigests") or [])
+
+
+def ensure_image(op: Operation, conn: Remote, target: Target) -> str:
+    """Make `target` present on the host; return its image ID. Pulls only when needed."""
+    label = conn.host.label
+    info = hostops.local_image(conn, target.ref)
+    if info is not None and _has_digest(info, target.digest):
+        op.reporter.step(label, f"{target.label} already on host")
+    else:
+        if op.auth is None:
+            raise OperationFailed(f"{label}: {target.ref} is not on the host and there is no registry login to pull it")
+        config_dir = f"{op.layout.state_dir}/docker-config-{secrets.token_hex(6)}"
+        op.reporter.step(label, f"pulling {target.label}")
+        try:
+            login = conn.run(
+                rc.registry_login(op.auth.registry, op.auth.username, config_dir),
+                stdin=op.auth.password.encode(),
+                timeout=120,
+            )
+            if login.rc != 0:
+                raise OperationFailed(
+                    f"{label}: docker login to {op.auth.registry} failed: {login.stderr.strip()[-300:]}",
+                    "check that the host can reach the registry",
+                )
+            hostops.require_ok(
+                conn.run(rc.compose_pull(op.layout, target.ref, config_dir), timeout=1800), "docker compose pull", label
+            )
+        finally:
+            conn.run(rc.remove_dir(config_dir))
+        info = hostops.local_image(conn, target.ref)
+        if info is None:
+            raise OperationFailed(f"{label}: {target.ref} is not on the host after the pull")
+        if not _has_digest(info, target.digest):
+            raise OperationFailed(
+                f"{label}: pulled {target.label} but its digest is not {target.digest} (the tag moved during the deploy?)",
+                "run the deploy again",
+            )
+    image_id = str(info["Id"])
+    if target.image_id and image_id != target.image_id:
+        raise OperationFailed(f"{label}: {target.ref} is image {image_id[:19]}, expected {target.image_id[:19]}")
+    return image_id
+
+
+# --- the switch -----------------------------------------------------------------------------
+
+
+def drain_all(op: Operation, conn: Remote, snapshot: Snapshot, cancel: threading.Event | None) -> list[str]:
+    """Drain the compose worker and every running targeted worker at once; return notes."""
+    label = conn.host.label
+    ports: list[tuple[str, int]] = []
+    worker = snapshot.services.get("worker")
+    if worker is not None and worker.state == "running":
+        ports.append(("worker", op.worker_port))
+    ports += [(t.spec.name, t.status_port) for t in snapshot.targeted if t.running and t.status_port]
+    if not ports:
+        return []
+    op.reporter.step(label, "draining " + ", ".join(name for name, _ in ports))
+    notes: list[str] = []
+
+    def one(name: str, port: int) -> str:
+        with conn.http_client(timeout=5.0) as http:
+            result = drain_worker(http, port, op.drain_timeout, op.clock, cancel)
+        if result.outcome == "no-endpoint":
+            return f"{name}: no worker status endpoint, SIGTERM fallback"
+        if result.outcome == "timeout":
+            return f"{name}: did not drain within {op.drain_timeout:g}s, SIGTERM fallback"
+        if result.outcome == "drained":
+            return f"{name}: drained in {result.seconds:.1f}s"
+        return f"{name}: idle"
+
+    with ThreadPoolExecutor(max_workers=len(ports)) as pool:
+        for note in pool.map(lambda p: one(*p), ports):
+            notes.append(note)
+            op.reporter.info(f"{label}: {note}")
+    return notes
+
+
+def switch_to(op: Operation, conn: Remote, snapshot: Snapshot, ref: str, targeted_refs: dict[str, str]) -> None:
+    """Stop the worker(s) and start the app on `ref`; targeted workers on targeted_refs[name]."""
+    label = conn.host.label
+    op.reporter.step(label, f"stopping worker (up to {op.stop_timeout}s)")
+    hostops.require_ok(
+        conn.run(rc.compose_rm(op.layout, ref, "worker"), timeout=op.stop_timeout + 120), "stopping the worker", label
+    )
+    for worker in snapshot.targeted:
+        if worker.running:
+            conn.run(rc.stop_container(worker.spec.name, op.stop_timeout), timeout=op.stop_timeout + 120)
+    op.reporter.step(label, "docker compose up -d")
+    hostops.require_ok(conn.run(rc.compose_up(op.layout, ref), timeout=900), "docker compose up", label)
+    for worker in snapshot.targeted:
+        image = targeted_refs.get(worker.spec.name)
+        if image:
+            op.reporter.step(label, f"recreating {worker.spec.name}")
+            hostops.recreate_targeted(conn, op.layout, worker, image)
+
+
+def wait_healthy(op: Operation, conn: Remote, cancel: threading.Event | None) -> float:
+    """Poll /health until 200; return seconds waited. Raises OperationFailed on timeout."""
+    label = conn.host.label
+    op.reporter.step(label, f"waiting for /health (up to {op.health_timeout:g}s)")
+    start = op.clock.now()
+    with conn.http_client(timeout=2.0) as http:
+        healthy = wait_for(lambda: health_ok(http, op.api_port), op.health_timeout, op.clock, cancel)
+    if not healthy:
+        raise OperationFailed(f"{label}: /health did not answer 200 within {op.health_timeout:g}s")
+    return op.clock.now() - start
+
+
+def check_running(conn: Remote, op: Operation, image_id: str) -> None:
+    """The api must really run `image_id` now (compose could have kept an old container)."""
+    after = hostops.read_snapshot(conn, op.layout)
+    api = after.services.get("api")
+    if api is None or api.image.image_id != image_id:
+        running = api.image.image_id[:19] if api and api.image.image_id else "nothing"
+        raise OperationFailed(f"{conn.host.label}: api runs {running}, expected {image_id[:19]}")
+
+
+# --- rollback -------------------------------------------------------------------------------
+
+
+def restore_ref(conn: Remote, record: ImageRecord) -> str:
+    """The nicest reference that still names exactly the recorded image on this host."""
+    for candidate in (record.ref, record.repo_digest, record.image_id):
+        if not candidate:
+            continue
+        info = hostops.local_image(conn, candidate)
+        if info is not None and info.get("Id") == record.image_id:
+            return candidate
+    raise OperationFailed(
+        f"{conn.host.label}: the previous image {record.image_id and record.image_id[:19]} is no longer on the host",
+        "deploy a known-good tag with `ghdeploy deploy --deploy-only --tag TAG`",
+    )
+
+
+def restore(op: Operation, conn: Remote, snapshot: Snapshot) -> str:
+    """Put back exactly what `snapshot` recorded; health-check it. Returns the image ID. Not cancellable."""
+    label = conn.host.label
+    previous = snapshot.app_image
+    if previous is None or not previous.image_id:
+        raise OperationFailed(f"{label}: nothing ran before this deploy, so there is no image to roll back to")
+    ref = restore_ref(conn, previous)
+    op.reporter.step(label, f"rolling back to {previous.tag or previous.image_id[:19]}")
+    current = hostops.read_snapshot(conn, op.layout)
+    drain_all(op, conn, current, None)
+    targeted_refs = {}
+    for worker in snapshot.targeted:
+        targeted_refs[worker.spec.name] = restore_ref(conn, worker.image) if worker.image.image_id else ref
+    switch_to(op, conn, current_with(snapshot, current), ref, targeted_refs)
+    wait_healthy(op, conn, None)
+    check_running(conn, op, previous.image_id)
+    return previous.image_id
+
+
+def current_with(recorded: Snapshot, current: Snapshot) -> Snapshot:
+    """The current services, with the targeted workers as recorded (they are what we put back)."""
+    running = {t.spec.name: t.running for t in current.targeted}
+    targeted = [
+        hostops.TargetedWorker(
+            spec=t.spec, image=t.image, status_port=t.status_port, running=running.get(t.spec.name, False)
+        )
+        for t in recorded.targeted
+    ]
+    return Snapshot(services=current.services, targeted=targeted)
+
+
+# --- one host -------------------------------------------------------------------------------
+
+
+def history_record(op: Operation, result: HostResult) -> dict[str, Any]:
+    return {
+        "time": now_iso(),
+        "action": result.action,
+        "operator": op.operator,
+        "message": op.message,
+        "from": result.from_image.to_dict() if result.from_image else None,
+        "to": result.target.to_dict() if result.target else None,
+        "image_id": result.image_id,
+        "result": result.result,
+        "error": result.error,
+        "duration_s": round(result.duration, 3),
+        "ghdeploy": __version__,
+    }
+
+
+def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy") -> HostResult:
+    """Deploy `target` to one host; never raises for a host-level failure (it is in the result)."""
+    label = conn.host.label
+    result = HostResult(host=label, action=action, target=target)
+    start = op.clock.now()
+    changed = False
+    snapshot: Snapshot | None = None
+    try:
+        if op.cancel.is_set():
+            raise Cancelled()
+        with phase(result, "record", op.clock):
+            op.reporter.step(label, "recording what runs now")
+            snapshot = hostops.read_snapshot(conn, op.layout)
+            result.from_image = snapshot.app_image
+            hostops.write_pending(conn, op.layout, {**history_record(op, result), "result": "in progress"})
+        with phase(result, "pull", op.clock):
+            new_id = ensure_image(op, conn, target)
+        if op.cancel.is_set():
+            raise Cancelled()
+        changed = True
+        with phase(result, "drain", op.clock):
+            result.notes += drain_all(op, conn, snapshot, op.cancel)
+        with phase(result, "switch", op.clock):
+            switch_to(op, conn, snapshot, target.ref, {t.spec.name: target.ref for t in snapshot.targeted})
+        with phase(result, "health", op.clock):
+            waited = wait_healthy(op, conn, op.cancel)
+            check_running(conn, op, new_id)
+        result.image_id = new_id
+        result.result = "succeeded"
+        op.reporter.info(f"{label}: {target.label} is healthy ({waited:.2f}s after start)")
+    except (GhdeployError, Cancelled) as exc:
+        interrupted = isinstance(exc, Cancelled)
+        result.error = "interrupted" if interrupted else str(exc)
+        if not changed:
+            result.result = "untouched" if interrupted else "failed"
+            if not interrupted:
+                op.reporter.warn(f"{label}: {exc} (nothing on the host was changed)")
+        else:
+            op.reporter.warn(f"{label}: {result.error}; rolling back")
+            assert snapshot is not None
+            with phase(result, "rollback", op.clock):
+                try:
+                    result.image_id = restore(op, conn, snapshot)
+                    result.result = "rolled back"
+                    op.reporter.info(f"{label}: rolled back to {snapshot.app_image.tag if snapshot.app_image else '?'}")
+                except GhdeployError as rollback_exc:
+                    result.result = "rollback failed"
+                    result.notes.append(f"rollback failed: {rollback_exc}")
+                    op.reporter.warn(f"{label}: ROLLBACK FAILED: {rollback_exc}")
+    finally:
+        result.duration = op.clock.now() - start
+        if snapshot is not None:
+            try:
+                hostops.append_record(conn, op.layout, history_record(op, result))
+                hostops.clear_pending(conn, op.layout)
+            except GhdeployError as exc:
+                result.notes.append(f"could not write the history record: {exc}")
+                op.reporter.warn(f"{label}: could not write the history record: {exc}")
+    return result
+
+
+# --- the fleet ------------------------------------------------------------------------------
+
+
+def parallel(items: list[Any], fn: Callable[[Any], Any], limit: int = 16) -> list[Any]:
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(limit, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def connect_all(
+    hosts: list[Host], settings: SSHSettings, reporter: Reporter
+) -> tuple[dict[str, Connection], dict[str, GhdeployError]]:
+    """Connect to every host at once; return the connections and the errors, by host label."""
+    from ghdeploy.ssh import connect
+
+    conns: dict[str, Connection] = {}
+    errors: dict[str, GhdeployError] = {}
+
+    def one(host: Host) -> None:
+        reporter.step(host.label, "connecting")
+        try:
+            conns[host.label] = connect(host, settings)
+            reporter.step(host.label, "connected")
+        except GhdeployError as exc:
+            errors[host.label] = exc
+            reporter.step(host.label, "unreachable")
+
+    parallel(hosts, one, limit=32)
+    return conns, errors
+
+
+def close_all(conns: dict[str, Connection]) -> None:
+    for conn in conns.values():
+        with contextlib.suppress(Exception):  # closing is best effort; the work is done
+            conn.close()
+
+
+def preflight_hosts(conns: dict[str, Connection], layout: rc.RemoteLayout, reporter: Reporter) -> dict[str, str]:
+    """Docker, compose, the app directory and compose file on every host; problems by host label."""
+    problems: dict[str, str] = {}
+
+    def one(item: tuple[str, Connection]) -> None:
+        label, conn = item
+        reporter.step(label, "preflight")
+        try:
+            res = conn.run(rc.preflight(layout), timeout=60)
+        except GhdeployError as exc:
+            problems[label] = str(exc)
+            return
+        if res.rc != 0:
+            what = rc.PREFLIGHT_CODES.get(res.rc, f"preflight failed (exit {res.rc}): {res.stderr.strip()[-200:]}")
+            if res.rc == 13:
+                what += f" ({layout.app_dir})"
+            elif res.rc == 14:
+                what += f" ({layout.compose_file})"
+            problems[label] = what
+        else:
+            reporter.step(label, "ready")
+
+    parallel(list(conns.items()), one, limit=32)
+    return problems
+
+
+def raise_for_host_problems(problems: dict[str, str], hint: str | None = None) -> None:
+    if problems:
+        lines = [f"{host}: {problem}" for host, problem in problems.items()]
+        raise PreflightError(
+            f"{len(problems)} host(s) not ready, no host was touched:\n  " + "\n  ".join(lines),
+            hint,
+        )
+
+
+def rolling(
+    op: Operation,
+    conns: dict[str, Connection],
+    order: list[str],
+    target_for: Callable[[str], Target],
+    batch: int,
+    action: str,
+) -> FleetResult:
+    """Deploy host by host (or `batch` at a time); stop at the first failure or interruption."""
+    start = time.monotonic()
+    results: dict[str, HostResult] = {label: HostResult(host=label, action=action) for label in order}
+    stopped = False
+    for i in range(0, len(order), max(1, batch)):
+        group = order[i : i + batch]
+        if stopped or op.cancel.is_set():
+            break
+        outcomes = parallel(group, lambda label: run_host(op, conns[label], target_for(label), action))
+        for outcome in outcomes:
+            results[outcome.host] = outcome
+        if any(not o.succeeded for o in outcomes):
+            stopped = True
+    for label in order:
+        if results[label].result == "untouched" and results[label].target is None:
+            results[label].notes.append("not reached: the rollout stopped before this host")
+    first = next(iter(results.values()), None)
+    target = first.target if first else None
+    return FleetResult(
+        action=action,
+        target=target,
+        hosts=[results[label] for label in order],
+        interrupted=op.cancel.is_set(),
+        duration=time.monotonic() - start,
+    )

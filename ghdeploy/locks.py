@@ -1,0 +1,82 @@
+"""The per-host deploy lock: a directory under GHOSTHANDS_DIR, created atomically with mkdir."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ghdeploy import remote_commands as rc
+from ghdeploy.errors import ExitCode, GhdeployError
+
+if TYPE_CHECKING:
+    from ghdeploy.hostops import Remote
+
+
+class LockHeld(GhdeployError):
+    """Another deploy holds the lock of at least one host."""
+
+    exit_code = ExitCode.LOCKED
+
+
+def lock_info(operator: str, action: str, tag: str | None, message: str | None) -> dict[str, Any]:
+    return {
+        "operator": operator,
+        "action": action,
+        "tag": tag,
+        "message": message,
+        "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def age(since: str | None) -> str:
+    if not since:
+        return "unknown age"
+    try:
+        then = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "unknown age"
+    seconds = int((datetime.now(UTC) - then).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m ago"
+
+
+def describe(holder: dict[str, Any]) -> str:
+    parts = [f"held by {holder.get('operator', '?')} since {holder.get('since', '?')} ({age(holder.get('since'))})"]
+    if holder.get("action"):
+        parts.append(f"{holder['action']} of {holder.get('tag') or '?'}")
+    if holder.get("message"):
+        parts.append(f"message: {holder['message']!r}")
+    return ", ".join(parts)
+
+
+def acquire(remote: Remote, layout: rc.RemoteLayout, info: dict[str, Any]) -> dict[str, Any] | None:
+    """Take the lock; None on success, else the holder's record."""
+    result = remote.run(rc.acquire_lock(layout), stdin=json.dumps(info).encode(), timeout=30)
+    if result.rc == 0:
+        return None
+    if result.rc == rc.LOCK_HELD_CODE:
+        try:
+            holder = json.loads(result.stdout or "{}")
+        except ValueError:
+            holder = {}
+        return holder if isinstance(holder, dict) else {}
+    raise GhdeployError(f"{remote.host.label}: could not take the deploy lock: {result.stderr.strip()[-200:]}")
+
+
+def release(remote: Remote, layout: rc.RemoteLayout) -> None:
+    remote.run(rc.release_lock(layout), timeout=30)
+
+
+def read(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:
+    text = remote.run(rc.read_lock(layout), timeout=30).stdout.strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {"unreadable": text[:200]}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,138 @@
+"""Read-only views of the fleet: status, verify, history, locks. All hosts are asked at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ghdeploy import hostops, locks
+from ghdeploy import remote_commands as rc
+from ghdeploy.errors import GhdeployError
+from ghdeploy.waiting import get_json, worker_health
+
+if TYPE_CHECKING:
+    from ghdeploy.ssh import Connection
+
+
+@dataclass
+class HostStatus:
+    host: str
+    error: str | None = None
+    services: list[dict[str, Any]] = field(default_factory=list)
+    targeted: list[dict[str, Any]] = field(default_factory=list)
+    worker: dict[str, Any] | None = None
+    health: int | None = None
+    version: dict[str, Any] | None = None
+    last_deploy: dict[str, Any] | None = None
+    pending: dict[str, Any] | None = None
+    lock: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.health == 200 and self.pending is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "ok": self.ok,
+            "error": self.error,
+            "health": self.health,
+            "version": self.version,
+            "worker": self.worker,
+            "services": self.services,
+            "targeted_workers": self.targeted,
+            "last_deploy": self.last_deploy,
+            "unfinished_deploy": self.pending,
+            "lock": self.lock,
+        }
+
+
+def _image_dict(image: hostops.ImageRecord) -> dict[str, Any]:
+    return {"tag": image.tag, "ref": image.ref, "image_id": image.image_id, "digest": image.digest}
+
+
+def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker_port: int) -> HostStatus:
+    status = HostStatus(host=conn.host.label)
+    try:
+        snapshot = hostops.read_snapshot(conn, layout)
+        for name, svc in sorted(snapshot.services.items()):
+            status.services.append(
+                {"service": name, "state": svc.state, "health": svc.health or None, **_image_dict(svc.image)}
+            )
+        for worker in snapshot.targeted:
+            status.targeted.append(
+                {
+                    "name": worker.spec.name,
+                    "worker_id": worker.spec.labels.get("gh.worker_id"),
+                    "status_port": worker.status_port,
+                    "running": worker.running,
+                    **_image_dict(worker.image),
+                }
+            )
+        with conn.http_client(timeout=3.0) as http:
+            code, _ = get_json(http, f"http://localhost:{api_port}/health")
+            status.health = code
+            code, body = get_json(http, f"http://localhost:{api_port}/health/version")
+            status.version = body if code == 200 and isinstance(body, dict) else None
+            status.worker = worker_health(http, worker_port)
+            for item in status.targeted:
+                if item["running"] and item["status_port"]:
+                    item["worker"] = worker_health(http, item["status_port"])
+        history = hostops.read_history(conn, layout, 1)
+        status.last_deploy = history[-1] if history else None
+        status.pending = hostops.read_pending(conn, layout)
+        status.lock = locks.read(conn, layout)
+    except GhdeployError as exc:
+        status.error = str(exc)
+    return status
+
+
+@dataclass
+class VerifyRow:
+    host: str
+    expected: str
+    running: str | None = None
+    image_tag: str | None = None
+    build_time: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and matches(self.expected, self.running)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "ok": self.ok,
+            "expected": self.expected,
+            "running": self.running,
+            "image_tag": self.image_tag,
+            "build_time": self.build_time,
+            "error": self.error,
+        }
+
+
+def verify_host(conn: Connection, api_port: int, expected: str) -> VerifyRow:
+    row = VerifyRow(host=conn.host.label, expected=expected)
+    try:
+        with conn.http_client(timeout=5.0) as http:
+            code, body = get_json(http, f"http://localhost:{api_port}/health/version")
+    except GhdeployError as exc:
+        row.error = str(exc)
+        return row
+    if code is None:
+        row.error = f"nothing answers on port {api_port}"
+    elif code != 200 or not isinstance(body, dict):
+        row.error = f"/health/version answered HTTP {code}"
+    else:
+        row.running = body.get("commit_sha")
+        row.image_tag = body.get("image_tag")
+        row.build_time = body.get("build_time")
+        if not row.running:
+            row.error = "/health/version has no commit_sha"
+    return row
+
+
+def matches(expected: str, running: str | None) -> bool:
+    """A short SHA given with --expect matches the full one the service reports."""
+    return running is not None and len(expected) >= 7 and running.startswith(expected)
