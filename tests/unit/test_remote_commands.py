@@ -1,0 +1,561 @@
+"""ghdeploy.remote_commands: the exact command lines sent to a host, and the sh scripts run for real.
+
+The scripts are plain POSIX sh, so they are executed here the way sshd runs an exec request:
+`sh -c "<rendered command>"`, with a fake `docker` (a small Python script that logs its argv and
+stdin) first on PATH. That proves the quoting as well as the behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ghdeploy import remote_commands as rc
+from ghdeploy.hosts import Host
+from ghdeploy.ssh import CommandResult
+
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+DIGEST = "sha256:" + "a" * 64
+IMAGE = f"{REGISTRY}/ghosthands@{DIGEST}"
+LAYOUT = rc.RemoteLayout("/opt/ghosthands", "/opt/ghosthands/docker-compose.prod.yml")
+DOCKER_CONFIG = "/opt/ghosthands/.ghdeploy/docker-config-0123abcd"
+EVIL = 'it\'s "quoted" $(touch /tmp/x) `id` ; rm -rf / & $HOME'
+
+
+# --- layout ---------------------------------------------------------------------------------
+
+
+def test_layout_paths() -> None:
+    assert LAYOUT.state_dir == "/opt/ghosthands/.ghdeploy"
+    assert LAYOUT.history_file == "/opt/ghosthands/.ghdeploy/history.jsonl"
+    assert LAYOUT.pending_file == "/opt/ghosthands/.ghdeploy/pending.json"
+    assert LAYOUT.lock_dir == "/opt/ghosthands/.ghdeploy/lock"
+
+
+def test_layout_trailing_slash() -> None:
+    assert rc.RemoteLayout("/srv/gh/", "/srv/gh/x.yml").state_dir == "/srv/gh/.ghdeploy"
+
+
+# --- pinned command lines -------------------------------------------------------------------
+
+
+def test_preflight_string() -> None:
+    assert rc.render(rc.preflight(LAYOUT)) == (
+        "sh -c 'command -v docker >/dev/null 2>&1 || exit 10; "
+        "docker compose version --short >/dev/null 2>&1 || exit 11; "
+        "docker info --format '\"'\"'{{.ServerVersion}}'\"'\"' >/dev/null 2>&1 || exit 12; "
+        'test -d "$1" || exit 13; test -f "$2" || exit 14; docker compose version --short\' '
+        "sh /opt/ghosthands /opt/ghosthands/docker-compose.prod.yml"
+    )
+
+
+def test_preflight_codes_are_documented() -> None:
+    assert set(rc.PREFLIGHT_CODES) == {10, 11, 12, 13, 14}
+    assert rc.LOCK_HELD_CODE == 75
+
+
+def test_compose_pull_string() -> None:
+    assert rc.render(rc.compose_pull(LAYOUT, IMAGE, DOCKER_CONFIG)) == (
+        f"env DOCKER_CONFIG={DOCKER_CONFIG} env ECR_IMAGE={IMAGE} "
+        "docker compose -f /opt/ghosthands/docker-compose.prod.yml pull --quiet"
+    )
+
+
+def test_compose_up_string() -> None:
+    assert rc.render(rc.compose_up(LAYOUT, IMAGE)) == (
+        f"env ECR_IMAGE={IMAGE} docker compose -f /opt/ghosthands/docker-compose.prod.yml up -d --remove-orphans"
+    )
+
+
+def test_compose_up_with_docker_config_string() -> None:
+    assert rc.render(rc.compose_up(LAYOUT, IMAGE, DOCKER_CONFIG)) == (
+        f"env DOCKER_CONFIG={DOCKER_CONFIG} env ECR_IMAGE={IMAGE} "
+        "docker compose -f /opt/ghosthands/docker-compose.prod.yml up -d --remove-orphans"
+    )
+
+
+def test_compose_rm_string() -> None:
+    assert rc.render(rc.compose_rm(LAYOUT, IMAGE, "worker")) == (
+        f"env ECR_IMAGE={IMAGE} docker compose -f /opt/ghosthands/docker-compose.prod.yml rm --force --stop worker"
+    )
+
+
+def test_compose_stop_string() -> None:
+    assert rc.render(rc.compose_stop(LAYOUT, IMAGE, "worker", 35)) == (
+        f"env ECR_IMAGE={IMAGE} docker compose -f /opt/ghosthands/docker-compose.prod.yml stop -t 35 worker"
+    )
+
+
+def test_compose_ps_string_uses_a_placeholder_image() -> None:
+    assert rc.render(rc.compose_ps(LAYOUT)) == (
+        "env ECR_IMAGE=unset docker compose -f /opt/ghosthands/docker-compose.prod.yml ps --all --format json"
+    )
+
+
+def test_compose_with_a_tag_reference() -> None:
+    argv = rc.compose_up(LAYOUT, f"{REGISTRY}/ghosthands:v1.2")
+    assert argv[:2] == ["env", f"ECR_IMAGE={REGISTRY}/ghosthands:v1.2"]
+
+
+def test_registry_login_string() -> None:
+    assert rc.render(rc.registry_login(REGISTRY, "AWS", DOCKER_CONFIG)) == (
+        'sh -c \'umask 077 && mkdir -p "$1" && DOCKER_CONFIG="$1" docker login --username "$2" '
+        f'--password-stdin "$3"\' sh {DOCKER_CONFIG} AWS {REGISTRY}'
+    )
+
+
+def test_acquire_lock_string() -> None:
+    assert rc.render(rc.acquire_lock(LAYOUT)) == (
+        'sh -c \'umask 077 && mkdir -p "$1" || exit 1; '
+        'if mkdir "$2" 2>/dev/null; then cat > "$2/info.json"; exit 0; fi; '
+        'cat "$2/info.json" 2>/dev/null; exit 75\' sh /opt/ghosthands/.ghdeploy /opt/ghosthands/.ghdeploy/lock'
+    )
+
+
+def test_release_and_read_lock_strings() -> None:
+    assert rc.render(rc.release_lock(LAYOUT)) == "rm -rf -- /opt/ghosthands/.ghdeploy/lock"
+    assert rc.render(rc.read_lock(LAYOUT)) == (
+        'sh -c \'test -d "$1" || exit 0; cat "$1/info.json" 2>/dev/null || echo "{}"\' '
+        "sh /opt/ghosthands/.ghdeploy/lock"
+    )
+
+
+def test_append_file_string() -> None:
+    assert rc.render(rc.append_file(LAYOUT.state_dir, LAYOUT.history_file)) == (
+        'sh -c \'umask 077 && mkdir -p "$1" && cat >> "$2"\' '
+        "sh /opt/ghosthands/.ghdeploy /opt/ghosthands/.ghdeploy/history.jsonl"
+    )
+
+
+def test_write_read_tail_remove_strings() -> None:
+    assert rc.render(rc.write_file(LAYOUT.state_dir, LAYOUT.pending_file)) == (
+        'sh -c \'umask 077 && mkdir -p "$1" && cat > "$2.tmp" && mv -f "$2.tmp" "$2"\' '
+        "sh /opt/ghosthands/.ghdeploy /opt/ghosthands/.ghdeploy/pending.json"
+    )
+    assert rc.render(rc.read_file(LAYOUT.pending_file)) == (
+        'sh -c \'test -f "$1" && cat "$1" || true\' sh /opt/ghosthands/.ghdeploy/pending.json'
+    )
+    assert rc.render(rc.tail_file(LAYOUT.history_file, 5)) == (
+        'sh -c \'test -f "$1" && tail -n "$2" "$1" || true\' sh /opt/ghosthands/.ghdeploy/history.jsonl 5'
+    )
+    assert rc.render(rc.remove_file(LAYOUT.pending_file)) == "rm -f -- /opt/ghosthands/.ghdeploy/pending.json"
+    assert rc.render(rc.remove_dir(DOCKER_CONFIG)) == f"rm -rf -- {DOCKER_CONFIG}"
+
+
+def test_docker_query_strings() -> None:
+    assert rc.render(rc.list_targeted_workers()) == (
+        "docker ps --all --quiet --no-trunc --filter label=gh.role=targeted-worker"
+    )
+    assert rc.render(rc.inspect(["abc", "def"])) == "docker inspect --type container abc def"
+    assert rc.render(rc.image_inspect(["sha256:1"])) == "docker image inspect sha256:1"
+    assert rc.render(rc.stop_container("gh-worker-7", 35)) == "docker stop -t 35 gh-worker-7"
+
+
+# --- quoting: hostile values stay single words -------------------------------------------------
+
+
+def _all_builders() -> list[list[str]]:
+    odd = rc.RemoteLayout("/opt/gh apps/$(id)", "/opt/gh apps/$(id)/docker-compose.prod.yml")
+    return [
+        rc.preflight(odd),
+        rc.compose_pull(odd, IMAGE, EVIL),
+        rc.compose_up(odd, EVIL, EVIL),
+        rc.compose_rm(odd, IMAGE, EVIL),
+        rc.compose_stop(odd, IMAGE, EVIL, 1),
+        rc.registry_login(EVIL, EVIL, EVIL),
+        rc.acquire_lock(odd),
+        rc.read_lock(odd),
+        rc.release_lock(odd),
+        rc.append_file(EVIL, EVIL),
+        rc.write_file(EVIL, EVIL),
+        rc.read_file(EVIL),
+        rc.tail_file(EVIL, 3),
+        rc.remove_dir(EVIL),
+    ]
+
+
+@pytest.mark.parametrize("argv", _all_builders())
+def test_render_round_trips(argv: list[str]) -> None:
+    assert shlex.split(rc.render(argv)) == argv
+
+
+def test_registry_login_argv_has_no_password_parameter() -> None:
+    argv = rc.registry_login(REGISTRY, "AWS", DOCKER_CONFIG)
+    assert "--password-stdin" in argv[2]
+    assert not any(a.startswith("--password=") or a == "-p" or a == "--password" for a in argv)
+    assert argv[4:] == [DOCKER_CONFIG, "AWS", REGISTRY]
+
+
+def _spec(tmp_path: Path | None = None) -> rc.ContainerSpec:
+    marker = f"{tmp_path}/pwned" if tmp_path else "/tmp/x"
+    return rc.ContainerSpec(
+        name="gh-worker-7",
+        labels={
+            "gh.role": "targeted-worker",
+            "gh.status_port": "3201",
+            "gh.note": f'it\'s a "worker" $(touch {marker}) `touch {marker}`; x',
+        },
+        env=["WORKER_ID=w7-env-only", "DATABASE_URL=postgres://u:s3cr3t-pa55@db/gh", "API_TOKEN=tok-XYZ-123"],
+        network="ghosthands_default",
+        ports=["127.0.0.1:3201:3101/tcp"],
+        restart="unless-stopped",
+        memory=536870912,
+        entrypoint=None,
+        cmd=["node", "worker.js", "--id", "7"],
+    )
+
+
+def test_run_container_quotes_the_hostile_label_as_one_word() -> None:
+    spec = _spec()
+    argv = rc.run_container(LAYOUT, spec, IMAGE)
+    rendered = rc.render(argv)
+    assert shlex.split(rendered) == argv
+    label_arg = f"gh.note={spec.labels['gh.note']}"
+    assert argv.count(label_arg) == 1
+    assert argv[argv.index(label_arg) - 1] == "--label"
+    assert shlex.quote(label_arg) in rendered
+    assert rendered.count("$(touch /tmp/x)") == 1  # only inside that quoted word
+
+
+def test_run_container_keeps_env_out_of_argv() -> None:
+    spec = _spec()
+    argv = rc.run_container(LAYOUT, spec, IMAGE)
+    rendered = rc.render(argv)
+    for entry in spec.env:
+        value = entry.split("=", 1)[1]
+        assert value not in rendered
+        assert not any(value in a for a in argv)
+    assert "-e" not in argv and "--env" not in argv
+
+
+def test_run_container_docker_run_argv() -> None:
+    argv = rc.run_container(LAYOUT, _spec(), IMAGE)
+    env_file = "/opt/ghosthands/.ghdeploy/env-gh-worker-7"
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:7] == ["sh", "/opt/ghosthands/.ghdeploy", env_file, "gh-worker-7"]
+    run = argv[7:]
+    assert run[:5] == ["docker", "run", "--detach", "--name", "gh-worker-7"]
+    labels = [run[i + 1] for i, a in enumerate(run) if a == "--label"]
+    assert labels == sorted(labels) and len(labels) == 3
+    assert run[run.index("--network") + 1] == "ghosthands_default"
+    assert run[run.index("--publish") + 1] == "127.0.0.1:3201:3101/tcp"
+    assert run[run.index("--restart") + 1] == "unless-stopped"
+    assert run[run.index("--memory") + 1] == "536870912"
+    assert run[-7:] == ["--env-file", env_file, IMAGE, "node", "worker.js", "--id", "7"]
+    assert "--entrypoint" not in run
+
+
+def test_run_container_entrypoint_override() -> None:
+    spec = rc.ContainerSpec(
+        name="w",
+        labels={},
+        env=[],
+        network=None,
+        ports=[],
+        restart=None,
+        memory=None,
+        entrypoint=["/bin/sh", "-c"],
+        cmd=["exec node worker.js"],
+    )
+    run = rc.run_container(LAYOUT, spec, IMAGE)[7:]
+    assert run[run.index("--entrypoint") + 1] == "/bin/sh"
+    assert run[-3:] == [IMAGE, "-c", "exec node worker.js"]
+    for flag in ("--network", "--publish", "--restart", "--memory", "--label"):
+        assert flag not in run
+
+
+# --- running the scripts for real -----------------------------------------------------------
+
+FAKE_DOCKER = """\
+#!{python}
+import json, os, stat, sys
+args = sys.argv[1:]
+entry = {{"argv": args}}
+if "--password-stdin" in args:
+    entry["stdin"] = sys.stdin.read()
+    entry["docker_config"] = os.environ.get("DOCKER_CONFIG")
+if "--env-file" in args:
+    path = args[args.index("--env-file") + 1]
+    entry["env_file"] = open(path).read()
+    entry["env_file_mode"] = stat.S_IMODE(os.stat(path).st_mode)
+with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
+    log.write(json.dumps(entry) + "\\n")
+fail = os.environ.get("FAKE_DOCKER_FAIL", "")
+if args[:2] == ["compose", "version"]:
+    if fail == "compose":
+        sys.exit(1)
+    print("2.29.1")
+elif args[:1] == ["info"]:
+    sys.exit(1 if fail == "info" else 0)
+elif args[:1] == ["run"]:
+    sys.exit(int(os.environ.get("FAKE_DOCKER_RUN_RC", "0")))
+"""
+
+
+class FakeHost:
+    """A local stand-in for a host: runs rendered commands with `sh -c`, as sshd would."""
+
+    def __init__(self, tmp_path: Path, with_docker: bool = True) -> None:
+        self.cwd = tmp_path  # where an injected `touch pwned` would land
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        self.log = tmp_path / "docker.log"
+        self.env = {"PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}", "FAKE_DOCKER_LOG": str(self.log)}
+        if with_docker:
+            docker = self.bin / "docker"
+            docker.write_text(FAKE_DOCKER.format(python=sys.executable))
+            docker.chmod(0o755)
+
+    def run(self, argv: list[str], stdin: bytes = b"", **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/sh", "-c", rc.render(argv)],
+            input=stdin.decode(),
+            capture_output=True,
+            text=True,
+            env={**self.env, **env},
+            cwd=self.cwd,
+            timeout=30,
+            check=False,
+        )
+
+    def docker_calls(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> FakeHost:
+    return FakeHost(tmp_path)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Iterator[rc.RemoteLayout]:
+    app = tmp_path / "opt" / "gh app $(touch pwned)"
+    app.mkdir(parents=True)
+    (app / "docker-compose.prod.yml").write_text("services: {}\n")
+    yield rc.RemoteLayout(str(app), str(app / "docker-compose.prod.yml"))
+    # the directory name is hostile: if any script let the shell expand it, this file appears
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_acquire_lock_creates_private_lock_with_holder(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    holder = {"operator": "alice@laptop", "action": "deploy", "tag": "v1"}
+    result = host.run(rc.acquire_lock(layout), json.dumps(holder).encode())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    lock_dir = Path(layout.lock_dir)
+    assert _mode(Path(layout.state_dir)) == 0o700
+    assert _mode(lock_dir) == 0o700
+    assert _mode(lock_dir / "info.json") == 0o600
+    assert json.loads((lock_dir / "info.json").read_text()) == holder
+
+
+def test_second_acquire_exits_75_and_prints_the_holder(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    first = {"operator": "alice@laptop", "tag": "v1"}
+    assert host.run(rc.acquire_lock(layout), json.dumps(first).encode()).returncode == 0
+    second = host.run(rc.acquire_lock(layout), json.dumps({"operator": "bob@desk"}).encode())
+    assert second.returncode == rc.LOCK_HELD_CODE == 75
+    assert json.loads(second.stdout) == first
+    # the loser did not overwrite the holder's record
+    assert json.loads((Path(layout.lock_dir) / "info.json").read_text()) == first
+
+
+def test_read_lock_release_then_acquire_again(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    free = host.run(rc.read_lock(layout))
+    assert (free.returncode, free.stdout) == (0, "")
+    holder = {"operator": "alice@laptop"}
+    assert host.run(rc.acquire_lock(layout), json.dumps(holder).encode()).returncode == 0
+    held = host.run(rc.read_lock(layout))
+    assert held.returncode == 0 and json.loads(held.stdout) == holder
+    assert host.run(rc.release_lock(layout)).returncode == 0
+    assert not Path(layout.lock_dir).exists()
+    assert host.run(rc.read_lock(layout)).stdout == ""
+    assert host.run(rc.acquire_lock(layout), b'{"operator": "bob"}').returncode == 0
+
+
+def test_read_lock_without_info_prints_empty_object(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    Path(layout.lock_dir).mkdir(parents=True)
+    result = host.run(rc.read_lock(layout))
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {}
+
+
+def test_lock_is_exclusive_under_concurrency(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    procs = [
+        subprocess.Popen(
+            ["/bin/sh", "-c", rc.render(rc.acquire_lock(layout))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=host.env,
+            cwd=host.cwd,
+        )
+        for _ in range(12)
+    ]
+    outcomes = []
+    for i, p in enumerate(procs):
+        p.communicate(json.dumps({"n": i}).encode(), timeout=30)
+        outcomes.append(p.returncode)
+    assert sorted(outcomes) == [0] + [75] * 11
+    winner = outcomes.index(0)
+    assert json.loads((Path(layout.lock_dir) / "info.json").read_text()) == {"n": winner}
+
+
+def test_append_file_creates_private_dir_and_file(host: FakeHost, tmp_path: Path) -> None:
+    directory = tmp_path / "state $(touch pwned)" / "nested"
+    path = directory / "history.jsonl"
+    assert host.run(rc.append_file(str(directory), str(path)), b'{"n": 1}\n').returncode == 0
+    assert host.run(rc.append_file(str(directory), str(path)), b'{"n": 2}\n').returncode == 0
+    assert path.read_text() == '{"n": 1}\n{"n": 2}\n'
+    assert _mode(directory) == 0o700
+    assert _mode(path) == 0o600
+    assert not (tmp_path / "pwned").exists()
+    tail = host.run(rc.tail_file(str(path), 1))
+    assert tail.stdout == '{"n": 2}\n'
+
+
+def test_write_file_replaces_atomically_and_privately(host: FakeHost, tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    path = directory / "pending.json"
+    assert host.run(rc.write_file(str(directory), str(path)), b'{"v": 1, "long": "xxxxxxxx"}').returncode == 0
+    assert host.run(rc.write_file(str(directory), str(path)), b'{"v": 2}').returncode == 0
+    assert path.read_text() == '{"v": 2}'
+    assert _mode(directory) == 0o700
+    assert _mode(path) == 0o600
+    assert sorted(p.name for p in directory.iterdir()) == ["pending.json"]  # no .tmp left behind
+    assert host.run(rc.read_file(str(path))).stdout == '{"v": 2}'
+    assert host.run(rc.remove_file(str(path))).returncode == 0
+    missing = host.run(rc.read_file(str(path)))
+    assert (missing.returncode, missing.stdout) == (0, "")
+    assert host.run(rc.tail_file(str(path), 3)).returncode == 0
+
+
+def test_registry_login_sends_the_token_on_stdin_only(host: FakeHost, tmp_path: Path) -> None:
+    config_dir = tmp_path / "state" / "docker-config-1"
+    token = "eyJwYXlsb2FkIjoic2VjcmV0In0-TOKEN"
+    result = host.run(rc.registry_login(REGISTRY, "AWS", str(config_dir)), token.encode())
+    assert result.returncode == 0, result.stderr
+    (call,) = host.docker_calls()
+    assert call["argv"] == ["login", "--username", "AWS", "--password-stdin", REGISTRY]
+    assert call["stdin"] == token
+    assert call["docker_config"] == str(config_dir)
+    assert _mode(config_dir) == 0o700
+    assert token not in rc.render(rc.registry_login(REGISTRY, "AWS", str(config_dir)))
+
+
+class _LoginRemote:
+    """A Remote that records what ensure_image sends: the image is missing, then pulled."""
+
+    def __init__(self) -> None:
+        self.host = Host("10.0.0.5", "ubuntu")
+        self.calls: list[tuple[list[str], bytes | None]] = []
+        self.pulled = False
+
+    def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        self.calls.append((argv, stdin))
+        if argv[:3] == ["docker", "image", "inspect"]:
+            if not self.pulled:
+                return CommandResult(1, "[]", "No such image")
+            return CommandResult(0, json.dumps([{"Id": "sha256:new", "RepoDigests": [IMAGE]}]), "")
+        if "pull" in argv:
+            self.pulled = True
+        return CommandResult(0, "", "")
+
+    check = run
+
+
+def test_deploy_login_puts_the_token_on_stdin_not_argv() -> None:
+    from ghdeploy.deploy import Operation, Target, ensure_image
+    from ghdeploy.progress import NullReporter
+    from ghdeploy.registry import RegistryAuth
+
+    token = "SECRET-ECR-TOKEN-0123456789"
+    op = Operation(
+        layout=LAYOUT,
+        reporter=NullReporter(),
+        api_port=3100,
+        worker_port=3101,
+        health_timeout=1,
+        drain_timeout=1,
+        stop_timeout=1,
+        auth=RegistryAuth(REGISTRY, "AWS", token),
+    )
+    remote = _LoginRemote()
+    assert ensure_image(op, remote, Target(ref=IMAGE, label="ghosthands:v1", digest=DIGEST)) == "sha256:new"
+    for argv, _ in remote.calls:
+        assert token not in rc.render(argv)
+    logins = [(argv, stdin) for argv, stdin in remote.calls if "--password-stdin" in " ".join(argv)]
+    assert len(logins) == 1
+    argv, stdin = logins[0]
+    assert stdin == token.encode()
+    config_dir = argv[4]
+    assert config_dir.startswith(LAYOUT.state_dir + "/")
+    # the throw-away login is used by the pull and removed afterwards
+    assert any(a == f"DOCKER_CONFIG={config_dir}" for argv, _ in remote.calls for a in argv)
+    assert (rc.remove_dir(config_dir), None) in remote.calls
+
+
+def test_preflight_passes_and_prints_compose_version(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    result = host.run(rc.preflight(layout))
+    assert (result.returncode, result.stdout.strip()) == (0, "2.29.1")
+
+
+def test_preflight_missing_app_dir_and_compose_file(host: FakeHost, tmp_path: Path) -> None:
+    missing_dir = rc.RemoteLayout(str(tmp_path / "nope"), str(tmp_path / "nope" / "c.yml"))
+    assert host.run(rc.preflight(missing_dir)).returncode == 13
+    (tmp_path / "app").mkdir()
+    missing_file = rc.RemoteLayout(str(tmp_path / "app"), str(tmp_path / "app" / "c.yml"))
+    assert host.run(rc.preflight(missing_file)).returncode == 14
+
+
+def test_preflight_docker_failures(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    assert host.run(rc.preflight(layout), FAKE_DOCKER_FAIL="compose").returncode == 11
+    assert host.run(rc.preflight(layout), FAKE_DOCKER_FAIL="info").returncode == 12
+
+
+def test_preflight_without_docker(tmp_path: Path, layout: rc.RemoteLayout) -> None:
+    (tmp_path / "bare-host").mkdir()
+    bare = FakeHost(tmp_path / "bare-host", with_docker=False)
+    (bare.bin / "sh").symlink_to("/bin/sh")
+    bare.env["PATH"] = str(bare.bin)  # sh and nothing else: no docker anywhere
+    assert bare.run(rc.preflight(layout)).returncode == 10
+
+
+def test_run_container_for_real(host: FakeHost, layout: rc.RemoteLayout, tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    env_text = "".join(f"{e}\n" for e in spec.env)
+    argv = rc.run_container(layout, spec, IMAGE)
+    result = host.run(argv, env_text.encode())
+    assert result.returncode == 0, result.stderr
+    calls = host.docker_calls()
+    assert [c["argv"][:2] for c in calls] == [["rm", "-f"], ["run", "--detach"]]
+    assert calls[0]["argv"] == ["rm", "-f", "gh-worker-7"]
+    run = calls[1]
+    assert run["argv"] == argv[8:]  # exactly the docker run argv, nothing re-split or expanded
+    assert f"gh.note={spec.labels['gh.note']}" in run["argv"]
+    assert run["env_file"] == env_text
+    assert run["env_file_mode"] == 0o600
+    env_file = Path(layout.state_dir) / "env-gh-worker-7"
+    assert not env_file.exists()  # secrets removed after the run
+    assert not (tmp_path / "pwned").exists()
+    assert not any((tmp_path / "opt").glob("**/pwned"))
+
+
+def test_run_container_failure_keeps_exit_code_and_removes_env_file(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    result = host.run(rc.run_container(layout, _spec(), IMAGE), b"A=1\n", FAKE_DOCKER_RUN_RC="125")
+    assert result.returncode == 125
+    assert not (Path(layout.state_dir) / "env-gh-worker-7").exists()
