@@ -165,7 +165,12 @@ def _endpoint(
     # precedence as `ssh -p PORT user@host`.
     hostname = str(options.get("hostname") or host.hostname)
     user = host.user or options.get("user") or default_user
-    port = host.port or int(options.get("port", DEFAULT_PORT))
+    try:
+        port = host.port or int(options.get("port", DEFAULT_PORT))
+    except ValueError:
+        raise SSHError(
+            host.label, f"bad Port {options.get('port')!r} in ssh config", "fix Port in the ssh config"
+        ) from None
     keys: list[Path] = [key_file.expanduser()] if key_file else []
     # Like `ssh -i KEY`, EC2_KEY is tried first and the config's IdentityFile(s) after it.
     # Missing IdentityFile entries are skipped silently, as ssh does (a `Host *` default
@@ -449,8 +454,9 @@ def _changed_key_error(
         f"{exc.key.get_name()} {fingerprint(exc.key)} but {stale} has "
         f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}. Someone may be "
         "intercepting the connection, or the instance was replaced",
-        f"if the host was rebuilt on purpose, run `ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(str(stale))}`, verify "
-        "the new key and re-run with --accept-new-host-key",
+        f"if the host was rebuilt on purpose, run "
+        f"`ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(str(stale))}`, "
+        "verify the new key and re-run with --accept-new-host-key",
     )
 
 

@@ -173,6 +173,11 @@ def test_resolve_proxyjump_loop_and_garbage_are_sshErrors() -> None:
         ssh.resolve_route(Host("a"), bad, None, "u")
 
 
+def test_resolve_bad_port_in_config_is_an_sshError() -> None:
+    with pytest.raises(SSHError, match="bad Port"):
+        ssh.resolve_route(Host("a"), _config("Host a\n  Port twenty-two\n"), None, "u")
+
+
 def test_load_ssh_config_missing_file_is_no_config(tmp_path: Path) -> None:
     assert ssh.load_ssh_config(None, "h") is None
     assert ssh.load_ssh_config(tmp_path / "nope", "h") is None
