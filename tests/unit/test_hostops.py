@@ -1,0 +1,480 @@
+"""ghdeploy.hostops: turning docker's JSON into data, and reading a host through a fake Remote."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ghdeploy import hostops
+from ghdeploy import remote_commands as rc
+from ghdeploy.errors import OperationFailed, RemoteCommandError
+from ghdeploy.hostops import ImageRecord, _parse_json_lines, _repo_digest_for, container_spec, read_snapshot
+from ghdeploy.hosts import Host
+from ghdeploy.ssh import CommandResult
+
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+REPO = f"{REGISTRY}/ghosthands"
+OLD_ID = "sha256:" + "1" * 64
+OLD_DIGEST = "sha256:" + "d" * 64
+API_ID = "a" * 64
+WORKER_ID = "b" * 64
+TARGETED_ID = "c" * 64
+LAYOUT = rc.RemoteLayout("/opt/ghosthands", "/opt/ghosthands/docker-compose.prod.yml")
+NODE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def image_inspect(image_id: str = OLD_ID, **config: Any) -> dict[str, Any]:
+    """A `docker image inspect` entry for an image built by ghdeploy (COMMIT_SHA etc. baked in)."""
+    return {
+        "Id": image_id,
+        "RepoTags": [f"{REPO}:v1", f"{REPO}:latest"],
+        "RepoDigests": [f"{REPO}@{OLD_DIGEST}"],
+        "Created": "2024-05-01T10:00:00Z",
+        "Config": {
+            "Env": [
+                NODE_PATH,
+                "NODE_VERSION=20.11.1",
+                "COMMIT_SHA=0ldc0mm1t",
+                "BUILD_TIME=2024-05-01T10:00:00Z",
+                "IMAGE_TAG=v1",
+                "NODE_ENV=production",
+            ],
+            "Labels": {
+                "org.opencontainers.image.revision": "0ldc0mm1t",
+                "org.opencontainers.image.source": "https://github.com/example/ghosthands",
+            },
+            "Entrypoint": ["docker-entrypoint.sh"],
+            "Cmd": ["node", "dist/api.js"],
+            "ExposedPorts": {"3100/tcp": {}, "3101/tcp": {}},
+            **config,
+        },
+    }
+
+
+def targeted_inspect(**overrides: Any) -> dict[str, Any]:
+    """A `docker inspect` entry for a standalone targeted worker started from that image."""
+    container: dict[str, Any] = {
+        "Id": TARGETED_ID,
+        "Name": "/gh-worker-7",
+        "Image": OLD_ID,
+        "State": {"Status": "running", "Running": True, "ExitCode": 0},
+        "Config": {
+            "Image": f"{REPO}:v1",
+            "Env": [
+                "WORKER_ID=7",
+                NODE_PATH,
+                "GH_WORKER_MODE=targeted",
+                "NODE_VERSION=20.11.1",
+                "COMMIT_SHA=0ldc0mm1t",
+                "BUILD_TIME=2024-05-01T10:00:00Z",
+                "IMAGE_TAG=v1",
+                "NODE_ENV=staging",  # overrides the image's NODE_ENV=production
+                "DATABASE_URL=postgres://gh:secret@db/gh",
+            ],
+            "Labels": {
+                "gh.role": "targeted-worker",
+                "gh.status_port": "3201",
+                "gh.worker_id": "7",
+                "org.opencontainers.image.revision": "0ldc0mm1t",  # repeats the image's: dropped
+                "org.opencontainers.image.source": "https://example.com/fork",  # differs: kept
+            },
+            "Entrypoint": ["docker-entrypoint.sh"],
+            "Cmd": ["node", "dist/worker.js"],
+        },
+        "HostConfig": {
+            "NetworkMode": "ghosthands_default",
+            "PortBindings": {
+                "3101/tcp": [{"HostIp": "127.0.0.1", "HostPort": "3201"}],
+                "9229/tcp": [{"HostIp": "", "HostPort": "9339"}],
+            },
+            "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
+            "Memory": 536870912,
+        },
+    }
+    for key, value in overrides.items():
+        section, _, field = key.partition("__")
+        if field:
+            container[section] = {**container[section], field: value}
+        else:
+            container[section] = value
+    return container
+
+
+# --- container_spec -------------------------------------------------------------------------
+
+
+def test_container_spec_from_realistic_inspect() -> None:
+    spec = container_spec(targeted_inspect(), image_inspect())
+    assert spec == rc.ContainerSpec(
+        name="gh-worker-7",
+        labels={
+            "gh.role": "targeted-worker",
+            "gh.status_port": "3201",
+            "gh.worker_id": "7",
+            "org.opencontainers.image.source": "https://example.com/fork",
+        },
+        env=["WORKER_ID=7", "GH_WORKER_MODE=targeted", "NODE_ENV=staging", "DATABASE_URL=postgres://gh:secret@db/gh"],
+        network="ghosthands_default",
+        ports=["127.0.0.1:3201:3101/tcp", "9339:9229/tcp"],
+        restart="unless-stopped",
+        memory=536870912,
+        entrypoint=None,
+        cmd=["node", "dist/worker.js"],
+    )
+
+
+def test_container_spec_drops_env_inherited_from_the_image() -> None:
+    spec = container_spec(targeted_inspect(), image_inspect())
+    names = [e.split("=", 1)[0] for e in spec.env]
+    for inherited in ("PATH", "COMMIT_SHA", "BUILD_TIME", "IMAGE_TAG", "NODE_VERSION"):
+        assert inherited not in names
+
+
+def test_container_spec_keeps_cmd_only_when_it_differs_from_the_image() -> None:
+    same = targeted_inspect(Config__Cmd=["node", "dist/api.js"])
+    assert container_spec(same, image_inspect()).cmd is None
+    other = targeted_inspect(Config__Cmd=["node", "dist/worker.js", "--queue", "gpu"])
+    assert container_spec(other, image_inspect()).cmd == ["node", "dist/worker.js", "--queue", "gpu"]
+
+
+def test_container_spec_entrypoint_only_when_overridden() -> None:
+    spec = container_spec(targeted_inspect(Config__Entrypoint=["/sbin/tini", "--"]), image_inspect())
+    assert spec.entrypoint == ["/sbin/tini", "--"]
+
+
+def test_overridden_entrypoint_keeps_the_command_when_recreated() -> None:
+    """`docker run --entrypoint X` clears the image's CMD, so a container started with an
+    entrypoint override and the image's own command must be recreated with that command spelled
+    out, or it would start `tini --` with no program at all."""
+    container = targeted_inspect(Config__Entrypoint=["/sbin/tini", "--"], Config__Cmd=["node", "dist/api.js"])
+    spec = container_spec(container, image_inspect())
+    argv = rc.run_container(LAYOUT, spec, f"{REPO}@sha256:{'e' * 64}")
+    assert argv[-4:] == [f"{REPO}@sha256:{'e' * 64}", "--", "node", "dist/api.js"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({"Name": "unless-stopped", "MaximumRetryCount": 0}, "unless-stopped"),
+        ({"Name": "always", "MaximumRetryCount": 0}, "always"),
+        ({"Name": "no", "MaximumRetryCount": 0}, None),
+        ({"Name": "", "MaximumRetryCount": 0}, None),
+        ({"Name": "on-failure", "MaximumRetryCount": 0}, "on-failure"),
+    ],
+)
+def test_container_spec_restart_policy(policy: dict[str, Any], expected: str | None) -> None:
+    assert container_spec(targeted_inspect(HostConfig__RestartPolicy=policy), image_inspect()).restart == expected
+
+
+def test_container_spec_restart_policy_keeps_the_retry_limit() -> None:
+    policy = {"Name": "on-failure", "MaximumRetryCount": 3}
+    spec = container_spec(targeted_inspect(HostConfig__RestartPolicy=policy), image_inspect())
+    assert spec.restart == "on-failure:3"
+
+
+def test_container_spec_defaults_become_none() -> None:
+    container = targeted_inspect(
+        HostConfig={"NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no"}, "Memory": 0}
+    )
+    spec = container_spec(container, image_inspect())
+    assert (spec.network, spec.ports, spec.restart, spec.memory) == (None, [], None, None)
+
+
+def test_container_spec_null_sections() -> None:
+    """docker prints null for empty Env/Labels/PortBindings; and the image may be gone ({})."""
+    container = {"Id": TARGETED_ID, "Name": "/w", "Config": {"Env": None, "Labels": None, "Cmd": None}}
+    spec = container_spec(container, {})
+    assert spec.name == "w"
+    assert (spec.env, spec.labels, spec.ports, spec.cmd, spec.entrypoint) == ([], {}, [], None, None)
+
+
+def test_container_spec_keeps_everything_when_the_image_is_unknown() -> None:
+    spec = container_spec(targeted_inspect(), {})
+    assert "COMMIT_SHA=0ldc0mm1t" in spec.env
+    assert spec.labels["org.opencontainers.image.revision"] == "0ldc0mm1t"
+    assert spec.entrypoint == ["docker-entrypoint.sh"]
+
+
+def test_container_spec_port_binding_without_host_port() -> None:
+    container = targeted_inspect(HostConfig__PortBindings={"3101/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]})
+    assert container_spec(container, image_inspect()).ports == ["127.0.0.1::3101/tcp"]
+
+
+# --- _parse_json_lines ----------------------------------------------------------------------
+
+ROW_API = {"ID": API_ID[:12], "Name": "ghosthands-api-1", "Service": "api", "State": "running", "Health": "healthy"}
+ROW_WORKER = {"ID": WORKER_ID[:12], "Name": "ghosthands-worker-1", "Service": "worker", "State": "running"}
+
+
+def test_parse_json_lines_one_object_per_line() -> None:
+    text = json.dumps(ROW_API) + "\n" + json.dumps(ROW_WORKER) + "\n"
+    assert _parse_json_lines(text) == [ROW_API, ROW_WORKER]
+
+
+def test_parse_json_lines_array_form() -> None:
+    assert _parse_json_lines(json.dumps([ROW_API, ROW_WORKER], indent=2)) == [ROW_API, ROW_WORKER]
+
+
+@pytest.mark.parametrize("text", ["", "\n", "  \n ", "[]"])
+def test_parse_json_lines_empty(text: str) -> None:
+    assert _parse_json_lines(text) == []
+
+
+def test_parse_json_lines_skips_warnings_and_blank_lines() -> None:
+    text = f"\nWARN[0000] the attribute `version` is obsolete\n{json.dumps(ROW_API)}\n\n  {json.dumps(ROW_WORKER)}\n"
+    assert _parse_json_lines(text) == [ROW_API, ROW_WORKER]
+
+
+# --- _repo_digest_for -----------------------------------------------------------------------
+
+
+def test_repo_digest_picks_the_repository_the_container_came_from() -> None:
+    digests = [f"other.example.com/mirror@sha256:{'0' * 64}", f"{REPO}@{OLD_DIGEST}"]
+    assert _repo_digest_for(digests, f"{REPO}:v1") == f"{REPO}@{OLD_DIGEST}"
+    assert _repo_digest_for(digests, f"{REPO}@{OLD_DIGEST}") == f"{REPO}@{OLD_DIGEST}"
+    assert _repo_digest_for(digests, REPO) == f"{REPO}@{OLD_DIGEST}"
+
+
+def test_repo_digest_registry_with_port() -> None:
+    digests = [f"localhost:5000/app@sha256:{'0' * 64}", f"localhost:5000/ghosthands@{OLD_DIGEST}"]
+    assert _repo_digest_for(digests, "localhost:5000/ghosthands:v2") == f"localhost:5000/ghosthands@{OLD_DIGEST}"
+    assert _repo_digest_for(digests, "localhost:5000/ghosthands") == f"localhost:5000/ghosthands@{OLD_DIGEST}"
+
+
+def test_repo_digest_fallbacks() -> None:
+    assert _repo_digest_for([], f"{REPO}:v1") is None
+    assert _repo_digest_for(["x/y@sha256:1"], None) == "x/y@sha256:1"
+    assert _repo_digest_for(["x/y@sha256:1"], "unrelated:tag") == "x/y@sha256:1"
+
+
+# --- ImageRecord ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ref", "tag"),
+    [
+        (f"{REPO}:v1.2", "v1.2"),
+        (REPO, "latest"),
+        ("localhost:5000/ghosthands:abc", "abc"),
+        ("localhost:5000/ghosthands", "latest"),
+        ("ghosthands:x", "x"),
+        (f"{REPO}@{OLD_DIGEST}", None),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_image_record_tag(ref: str | None, tag: str | None) -> None:
+    assert ImageRecord(image_id=OLD_ID, ref=ref).tag == tag
+
+
+def test_image_record_digest_and_restore_ref() -> None:
+    rec = ImageRecord(image_id=OLD_ID, ref=f"{REPO}:v1", repo_digest=f"{REPO}@{OLD_DIGEST}")
+    assert rec.digest == OLD_DIGEST
+    assert rec.restore_ref == f"{REPO}@{OLD_DIGEST}"
+    local = ImageRecord(image_id=OLD_ID, ref="ghosthands:dev")
+    assert local.digest is None
+    assert local.restore_ref == OLD_ID
+    assert ImageRecord(image_id=None).restore_ref is None
+
+
+def test_image_record_dict_round_trip() -> None:
+    rec = ImageRecord(image_id=OLD_ID, ref=f"{REPO}:v1", repo_digest=f"{REPO}@{OLD_DIGEST}")
+    data = rec.to_dict()
+    assert data == {
+        "image_id": OLD_ID,
+        "ref": f"{REPO}:v1",
+        "repo_digest": f"{REPO}@{OLD_DIGEST}",
+        "tag": "v1",
+        "digest": OLD_DIGEST,
+    }
+    assert ImageRecord.from_dict(json.loads(json.dumps(data))) == rec
+    assert ImageRecord.from_dict(None) is None
+    assert ImageRecord.from_dict({}) is None
+
+
+# --- read_snapshot through a fake Remote ----------------------------------------------------
+
+
+class FakeRemote:
+    """Canned answers keyed by the rendered command; anything unexpected fails the test."""
+
+    def __init__(self, answers: dict[str, tuple[int, str] | str]) -> None:
+        self.host = Host("10.0.0.5", "ubuntu")
+        self.answers = answers
+        self.calls: list[tuple[str, str, bytes | None]] = []
+
+    def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        return self._answer("run", argv, stdin)
+
+    def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        result = self._answer("check", argv, stdin)
+        if result.rc != 0:
+            raise RemoteCommandError(self.host.label, rc.render(argv), result.rc, result.stderr)
+        return result
+
+    def _answer(self, how: str, argv: list[str], stdin: bytes | None) -> CommandResult:
+        command = rc.render(argv)
+        self.calls.append((how, command, stdin))
+        if command not in self.answers:
+            raise AssertionError(f"unexpected command: {command}")
+        answer = self.answers[command]
+        code, out = (0, answer) if isinstance(answer, str) else answer
+        return CommandResult(code, out, "" if code == 0 else "error")
+
+    def http_client(self, timeout: float = 5.0) -> Any:
+        raise AssertionError("read_snapshot needs no HTTP")
+
+    def commands(self) -> list[str]:
+        return [c for _, c, _ in self.calls]
+
+
+def service_inspect(container_id: str, service: str, image_id: str, ref: str) -> dict[str, Any]:
+    return {
+        "Id": container_id,
+        "Name": f"/ghosthands-{service}-1",
+        "Image": image_id,
+        "State": {"Running": True},
+        "Config": {"Image": ref, "Labels": {"com.docker.compose.service": service}},
+        "HostConfig": {},
+    }
+
+
+def _host_answers(ps_text: str) -> dict[str, tuple[int, str] | str]:
+    containers = [
+        service_inspect(API_ID, "api", OLD_ID, f"{REPO}:v1"),
+        service_inspect(WORKER_ID, "worker", OLD_ID, f"{REPO}:v1"),
+        targeted_inspect(),
+    ]
+    return {
+        rc.render(rc.compose_ps(LAYOUT)): ps_text,
+        rc.render(rc.list_targeted_workers()): TARGETED_ID + "\n",
+        rc.render(rc.inspect([API_ID[:12], WORKER_ID[:12], TARGETED_ID])): json.dumps(containers),
+        rc.render(rc.image_inspect([OLD_ID])): json.dumps([image_inspect()]),
+    }
+
+
+def _assert_full_snapshot(snapshot: hostops.Snapshot) -> None:
+    assert sorted(snapshot.services) == ["api", "worker"]
+    api = snapshot.services["api"]
+    assert (api.container_id, api.state, api.health) == (API_ID, "running", "healthy")
+    assert api.image == ImageRecord(image_id=OLD_ID, ref=f"{REPO}:v1", repo_digest=f"{REPO}@{OLD_DIGEST}")
+    assert snapshot.services["worker"].health == ""
+    assert snapshot.app_image == api.image
+    (worker,) = snapshot.targeted
+    assert worker.spec == container_spec(targeted_inspect(), image_inspect())
+    assert worker.status_port == 3201
+    assert worker.running is True
+    assert worker.image.tag == "v1"
+    assert worker.image.digest == OLD_DIGEST
+
+
+def test_read_snapshot_ndjson_compose() -> None:
+    remote = FakeRemote(_host_answers(json.dumps(ROW_API) + "\n" + json.dumps(ROW_WORKER) + "\n"))
+    _assert_full_snapshot(read_snapshot(remote, LAYOUT))
+    # the listing commands must succeed; inspect may partly fail (pruned images)
+    hows = {command: how for how, command, _ in remote.calls}
+    assert hows[rc.render(rc.compose_ps(LAYOUT))] == "check"
+    assert hows[rc.render(rc.list_targeted_workers())] == "check"
+
+
+def test_read_snapshot_array_compose() -> None:
+    remote = FakeRemote(_host_answers(json.dumps([ROW_API, ROW_WORKER])))
+    _assert_full_snapshot(read_snapshot(remote, LAYOUT))
+
+
+def test_read_snapshot_of_an_empty_host_asks_nothing_more() -> None:
+    remote = FakeRemote({rc.render(rc.compose_ps(LAYOUT)): "", rc.render(rc.list_targeted_workers()): ""})
+    snapshot = read_snapshot(remote, LAYOUT)
+    assert snapshot.services == {}
+    assert snapshot.targeted == []
+    assert snapshot.app_image is None
+    assert len(remote.calls) == 2
+
+
+def test_read_snapshot_with_a_pruned_image() -> None:
+    answers = _host_answers(json.dumps(ROW_API) + "\n")
+    answers[rc.render(rc.list_targeted_workers())] = ""
+    answers[rc.render(rc.inspect([API_ID[:12]]))] = json.dumps([service_inspect(API_ID, "api", OLD_ID, f"{REPO}:v1")])
+    answers[rc.render(rc.image_inspect([OLD_ID]))] = (1, "[]")
+    snapshot = read_snapshot(FakeRemote(answers), LAYOUT)
+    assert snapshot.services["api"].image == ImageRecord(image_id=OLD_ID, ref=f"{REPO}:v1", repo_digest=None)
+    assert snapshot.app_image is not None and snapshot.app_image.restore_ref == OLD_ID
+
+
+def test_read_snapshot_worker_only_gives_the_worker_image() -> None:
+    answers = _host_answers(json.dumps(ROW_WORKER) + "\n")
+    answers[rc.render(rc.list_targeted_workers())] = ""
+    answers[rc.render(rc.inspect([WORKER_ID[:12]]))] = json.dumps(
+        [service_inspect(WORKER_ID, "worker", OLD_ID, f"{REPO}:v1")]
+    )
+    snapshot = read_snapshot(FakeRemote(answers), LAYOUT)
+    assert list(snapshot.services) == ["worker"]
+    assert snapshot.app_image == snapshot.services["worker"].image
+
+
+def test_read_snapshot_compose_failure_is_an_error() -> None:
+    remote = FakeRemote({rc.render(rc.compose_ps(LAYOUT)): (1, "")})
+    with pytest.raises(RemoteCommandError):
+        read_snapshot(remote, LAYOUT)
+
+
+def test_targeted_workers_sorted_by_name() -> None:
+    second_id = "9" * 64
+    answers = _host_answers("")
+    answers[rc.render(rc.list_targeted_workers())] = f"{TARGETED_ID}\n{second_id}\n"
+    stopped = targeted_inspect(Id=second_id, Name="/gh-worker-1", State={"Running": False})
+    answers[rc.render(rc.inspect([TARGETED_ID, second_id]))] = json.dumps([targeted_inspect(), stopped])
+    snapshot = read_snapshot(FakeRemote(answers), LAYOUT)
+    assert [(w.spec.name, w.running) for w in snapshot.targeted] == [("gh-worker-1", False), ("gh-worker-7", True)]
+
+
+# --- records and writes ---------------------------------------------------------------------
+
+
+def test_append_record_sends_one_json_line_on_stdin() -> None:
+    argv = rc.append_file(LAYOUT.state_dir, LAYOUT.history_file)
+    remote = FakeRemote({rc.render(argv): ""})
+    hostops.append_record(remote, LAYOUT, {"b": 2, "a": "x y"})
+    ((how, command, stdin),) = remote.calls
+    assert (how, command) == ("check", rc.render(argv))
+    assert stdin == b'{"a": "x y", "b": 2}\n'
+
+
+def test_recreate_targeted_sends_env_on_stdin() -> None:
+    spec = container_spec(targeted_inspect(), image_inspect())
+    worker = hostops.TargetedWorker(spec=spec, image=ImageRecord(OLD_ID), status_port=3201, running=True)
+    new = f"{REPO}@sha256:{'e' * 64}"
+    remote = FakeRemote({rc.render(rc.run_container(LAYOUT, spec, new)): ""})
+    hostops.recreate_targeted(remote, LAYOUT, worker, new)
+    ((_, command, stdin),) = remote.calls
+    assert stdin is not None
+    assert stdin.decode().splitlines() == spec.env
+    assert "secret" not in command
+
+
+def test_read_history_skips_garbage() -> None:
+    lines = '{"action": "deploy", "n": 1}\nnot json\n[1]\n{"action": "rollback", "n": 2}\n'
+    remote = FakeRemote({rc.render(rc.tail_file(LAYOUT.history_file, 5)): lines})
+    assert hostops.read_history(remote, LAYOUT, 5) == [{"action": "deploy", "n": 1}, {"action": "rollback", "n": 2}]
+
+
+def test_read_pending_variants() -> None:
+    command = rc.render(rc.read_file(LAYOUT.pending_file))
+    assert hostops.read_pending(FakeRemote({command: ""}), LAYOUT) is None
+    assert hostops.read_pending(FakeRemote({command: '{"action": "deploy"}\n'}), LAYOUT) == {"action": "deploy"}
+    assert hostops.read_pending(FakeRemote({command: "{truncat"}), LAYOUT) == {"unreadable": "{truncat"}
+
+
+def test_local_image() -> None:
+    command = rc.render(rc.image_inspect(["ghosthands:v1"]))
+    assert hostops.local_image(FakeRemote({command: (1, "[]")}), "ghosthands:v1") is None
+    found = hostops.local_image(FakeRemote({command: json.dumps([image_inspect()])}), "ghosthands:v1")
+    assert found is not None and found["Id"] == OLD_ID
+
+
+def test_require_ok() -> None:
+    assert hostops.require_ok(CommandResult(0, "out", ""), "pull", "h") == "out"
+    with pytest.raises(OperationFailed, match=r"h: pull failed \(exit 3\): denied"):
+        hostops.require_ok(CommandResult(3, "", "denied\n"), "pull", "h")
