@@ -114,7 +114,11 @@ def emit_json(command: str, payload: dict[str, Any]) -> None:
 
 
 def out() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # Piped into a log or a file: don't fold tables at 80 columns.
+        console = Console(highlight=False, width=max(console.width, 160))
+    return console
 
 
 def table(title: str | None, columns: list[str]) -> Table:
@@ -210,18 +214,16 @@ def deploy_report(report: Any, as_json: bool, command: str) -> int:
         console.print(f"pushed {escape(report.push.refs[0])} and :latest\n  digest {report.push.digest}")
     fleet = report.fleet
     if fleet is not None:
-        t = table(f"{command} of {report.tag}", ["host", "result", "from", "to", "time", "phases", "notes"])
+        t = table(f"{command} of {report.tag}", ["host", "result", "from", "to", "time", "notes"])
         for h in fleet.hosts:
             style = _RESULT_STYLE.get(h.result, "")
-            phases = " ".join(f"{k} {v:.1f}s" for k, v in h.phases.items())
-            notes = "; ".join([*(h.notes or []), *([h.error] if h.error else [])])
+            notes = "; ".join([*(h.notes or []), *([_strip_host(h.error, h.host)] if h.error else [])])
             t.add_row(
                 escape(h.host),
                 f"[{style}]{h.result}[/{style}]" if style else h.result,
                 escape(_image_label(h.from_image)),
                 escape(h.target.label if h.target else "-"),
                 f"{h.duration:.1f}s" if h.duration else "-",
-                phases,
                 escape(notes),
             )
         console.print(t)
@@ -230,6 +232,10 @@ def deploy_report(report: Any, as_json: bool, command: str) -> int:
             f"total {c['total']}: {c['succeeded']} succeeded, {c['rolled back']} rolled back, "
             f"{c['rollback failed']} rollback failed, {c['failed']} failed, {c['untouched']} untouched"
         )
+    if fleet is not None:
+        for h in fleet.hosts:
+            if h.phases:
+                console.print(f"phases {escape(h.host)}: " + ", ".join(f"{k} {v:.2f}s" for k, v in h.phases.items()))
     if report.verify is not None:
         for row in report.verify:
             mark = "[green]ok[/green]" if row.ok else "[red]MISMATCH[/red]"
@@ -243,6 +249,11 @@ def deploy_report(report: Any, as_json: bool, command: str) -> int:
     return code
 
 
+def _strip_host(message: str, host: str) -> str:
+    prefix = f"{host}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
 def _image_label(image: Any) -> str:
     if image is None:
         return "-"
@@ -254,45 +265,72 @@ def status_table(rows: list[Any], as_json: bool) -> int:
     if as_json:
         emit_json("status", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
-    t = table("status", ["host", "health", "api", "worker", "version", "targeted", "last deploy"])
+    t = table("status", ["host", "health", "image", "api", "worker", "version", "targeted workers", "last deploy"])
     for r in rows:
         if r.error:
-            t.add_row(escape(r.host), "[red]unreachable[/red]", "", "", "", "", escape(r.error))
+            t.add_row(
+                escape(r.host), "[red]unreachable[/red]", "", "", "", "", "", escape(_strip_host(r.error, r.host))
+            )
             continue
         health = "[green]200[/green]" if r.health == 200 else f"[red]{r.health or 'down'}[/red]"
         svc = {s["service"]: s for s in r.services}
+        api_svc, worker_svc = svc.get("api"), svc.get("worker")
+        main = api_svc or worker_svc
+        image = "-"
+        if main:
+            image = main.get("tag") or (main.get("image_id") or "")[:19]
+            if main.get("digest"):
+                image += f" @{main['digest'][7:19]}"
 
-        def svc_text(name: str, svc: dict[str, Any] = svc) -> str:
-            s = svc.get(name)
+        def state(s: dict[str, Any] | None) -> str:
             if not s:
-                return "[dim]absent[/dim]"
-            state = s["state"] + (f"/{s['health']}" if s.get("health") else "")
-            digest = (s.get("digest") or "")[7:19]
-            return f"{s.get('tag') or (s.get('image_id') or '')[:19]} {state}" + (f" @{digest}" if digest else "")
+                return "absent"
+            return s["state"] + (f" ({s['health']})" if s.get("health") else "")
 
-        worker = svc_text("worker")
+        worker = state(worker_svc)
         if r.worker:
-            worker += f" ({r.worker.get('status')})"
+            worker += f", {r.worker.get('status')}"
         version = "-"
         if r.version:
-            uptime = (r.version.get("uptime_ms") or 0) / 1000
-            version = f"{(r.version.get('commit_sha') or '')[:12]} built {r.version.get('build_time')} up {uptime:.0f}s"
+            uptime = int((r.version.get("uptime_ms") or 0) / 1000)
+            version = f"{(r.version.get('commit_sha') or '')[:12]} up {uptime}s"
         targeted = (
-            ", ".join(f"{w['name']}:{w.get('tag')}{'' if w['running'] else ' (stopped)'}" for w in r.targeted) or "-"
+            ", ".join(
+                f"{w['name']} {w.get('tag')}{'' if w['running'] else ' (stopped)'}"
+                + (f" {w['worker'].get('status')}" if w.get("worker") else "")
+                for w in r.targeted
+            )
+            or "-"
         )
         last = "-"
         if r.last_deploy:
             ld = r.last_deploy
-            last = f"{ld.get('action')} {((ld.get('to') or {}).get('label') or '')} {ld.get('result')} {ld.get('time')} by {ld.get('operator')}"
+            to = (ld.get("to") or {}).get("label") or ""
+            last = f"{ld.get('action')} {to} {ld.get('result')} {_ago(ld.get('time'))} by {ld.get('operator')}"
         if r.pending:
-            last = f"[red]UNFINISHED {r.pending.get('action')} since {r.pending.get('time')}[/red]; " + last
+            last = f"[red]UNFINISHED {r.pending.get('action')} since {r.pending.get('time')}[/red]; {escape(last)}"
+        else:
+            last = escape(last)
         if r.lock:
-            last = f"[yellow]locked by {r.lock.get('operator')}[/yellow]; " + last
+            last = f"[yellow]locked by {escape(str(r.lock.get('operator')))}[/yellow]; " + last
         t.add_row(
-            escape(r.host), health, escape(svc_text("api")), escape(worker), escape(version), escape(targeted), last
+            escape(r.host),
+            health,
+            escape(image),
+            escape(state(api_svc)),
+            escape(worker),
+            escape(version),
+            escape(targeted),
+            last,
         )
     out().print(t)
     return code
+
+
+def _ago(when: str | None) -> str:
+    from ghdeploy.locks import age
+
+    return age(when)
 
 
 def verify_table(rows: list[Any], as_json: bool) -> int:
