@@ -366,9 +366,17 @@ def lock_release(
 # --- the one boundary -----------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    import click
+def _click_exceptions() -> Any:
+    """The exceptions module of the click that typer runs on (typer >= 0.20 vendors its own copy)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # typer that uses the click package
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
 
+
+def main(argv: list[str] | None = None) -> int:
+    click = _click_exceptions()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="ghdeploy", standalone_mode=False)
@@ -377,15 +385,18 @@ def main(argv: list[str] | None = None) -> int:
 
         if STATE.json:
             render.error_json(exc)
-        render.print_error(exc.message, exc.hint)
+        render.print_error(exc.message, exc.hint, getattr(exc, "problems", None))
         return int(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.stderr.write("aborted\n")
         return int(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
+        return int(ExitCode.BAD_INPUT) if exc.exit_code else 0
+    except EOFError:
+        sys.stderr.write("no answer on standard input\n")
         return int(ExitCode.BAD_INPUT)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

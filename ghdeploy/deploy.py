@@ -322,6 +322,12 @@ def current_with(recorded: Snapshot, current: Snapshot) -> Snapshot:
 # --- one host -------------------------------------------------------------------------------
 
 
+def unlabel(message: str, label: str) -> str:
+    """Drop a leading 'host: ' from a message shown next to the host anyway."""
+    prefix = f"{label}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
 def history_record(op: Operation, result: HostResult) -> dict[str, Any]:
     return {
         "time": now_iso(),
@@ -370,11 +376,11 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
         op.reporter.info(f"{label}: {target.label} is healthy ({waited:.2f}s after start)")
     except (GhdeployError, Cancelled) as exc:
         interrupted = isinstance(exc, Cancelled)
-        result.error = "interrupted" if interrupted else str(exc)
+        result.error = "interrupted" if interrupted else unlabel(str(exc), label)
         if not changed:
             result.result = "untouched" if interrupted else "failed"
             if not interrupted:
-                op.reporter.warn(f"{label}: {exc} (nothing on the host was changed)")
+                op.reporter.warn(f"{label}: {result.error} (nothing on the host was changed)")
         else:
             op.reporter.warn(f"{label}: {result.error}; rolling back")
             assert snapshot is not None
@@ -385,8 +391,9 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
                     op.reporter.info(f"{label}: rolled back to {snapshot.app_image.tag if snapshot.app_image else '?'}")
                 except GhdeployError as rollback_exc:
                     result.result = "rollback failed"
-                    result.notes.append(f"rollback failed: {rollback_exc}")
-                    op.reporter.warn(f"{label}: ROLLBACK FAILED: {rollback_exc}")
+                    why = unlabel(str(rollback_exc), label)
+                    result.notes.append(f"rollback failed: {why}")
+                    op.reporter.warn(f"{label}: ROLLBACK FAILED: {why}")
     finally:
         result.duration = op.clock.now() - start
         if snapshot is not None:

@@ -215,13 +215,17 @@ def container_spec(container: dict[str, Any], image: dict[str, Any]) -> rc.Conta
             host_ip, host_port = binding.get("HostIp") or "", binding.get("HostPort") or ""
             prefix = f"{host_ip}:" if host_ip else ""
             ports.append(f"{prefix}{host_port}:{container_port}" if host_port else f"{prefix}:{container_port}")
-    restart = (host_config.get("RestartPolicy") or {}).get("Name") or None
+    policy = host_config.get("RestartPolicy") or {}
+    restart = policy.get("Name") or None
     if restart == "no":
         restart = None
+    elif restart == "on-failure" and policy.get("MaximumRetryCount"):
+        restart = f"on-failure:{policy['MaximumRetryCount']}"
     network = host_config.get("NetworkMode") or None
     if network == "default":
         network = None
     entrypoint = config.get("Entrypoint")
+    own_entrypoint = entrypoint != image_config.get("Entrypoint")
     cmd = config.get("Cmd")
     name = (container.get("Name") or "").lstrip("/")
     return rc.ContainerSpec(
@@ -232,8 +236,9 @@ def container_spec(container: dict[str, Any], image: dict[str, Any]) -> rc.Conta
         ports=ports,
         restart=restart,
         memory=host_config.get("Memory") or None,
-        entrypoint=entrypoint if entrypoint != image_config.get("Entrypoint") else None,
-        cmd=cmd if cmd != image_config.get("Cmd") else None,
+        entrypoint=entrypoint if own_entrypoint else None,
+        # `docker run --entrypoint` clears the image's CMD, so with our own entrypoint the command is always passed.
+        cmd=cmd if own_entrypoint or cmd != image_config.get("Cmd") else None,
     )
 
 

@@ -99,9 +99,14 @@ class ConsoleReporter:
                 self._plain(f"  {message}")
 
 
-def print_error(message: str, hint: str | None) -> None:
-    console = Console(stderr=True, highlight=False)
-    console.print(f"[bold red]error:[/bold red] {escape(message)}")
+def print_error(message: str, hint: str | None, problems: list[str] | None = None) -> None:
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if problems and len(problems) > 1:
+        console.print(f"[bold red]error:[/bold red] {len(problems)} problems:")
+        for problem in problems:
+            console.print(f"  - {escape(problem)}")
+    else:
+        console.print(f"[bold red]error:[/bold red] {escape(message)}")
     if hint:
         console.print(f"[cyan]hint:[/cyan] {escape(hint)}")
 

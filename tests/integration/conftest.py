@@ -30,7 +30,9 @@ class Cli:
     cwd: Path
     env: dict[str, str]
 
-    def __call__(self, *args: str, timeout: float = 300, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, timeout: float = 300, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = dict(self.env, **(extra_env or {}))
         return subprocess.run(
             [sys.executable, "-m", "ghdeploy", *args],
@@ -90,7 +92,20 @@ def api_image_id(name: str) -> str:
 def host_http(name: str, path: str, port: int = 3100) -> str:
     ns = "ghtbj1" if name == "j1" else name
     proc = subprocess.run(
-        ["ip", "netns", "exec", ns, "busybox", "wget", "-q", "-T", "3", "-O", "-", f"http://127.0.0.1:{port}{path}"],
+        [
+            "timeout",
+            "10",
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            f"http://127.0.0.1:{port}{path}",
+        ],
         capture_output=True,
         text=True,
         timeout=20,
@@ -125,7 +140,9 @@ def app_repo(sample_app: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def base_env(testbed_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EC2_", "ECR_", "IMAGE_TAG", "GH_", "ASG_", "SSH_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("EC2_", "ECR_", "IMAGE_TAG", "GH_", "ASG_", "SSH_"))
+    }
     env.update({k: v for k, v in testbed_env.items() if not k.startswith("GHTB_")})
     env["HOME"] = str(tmp_path / "home")  # no ~/.ssh/config or docker login of the test runner leaks in
     (tmp_path / "home").mkdir(exist_ok=True)

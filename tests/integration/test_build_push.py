@@ -27,7 +27,10 @@ def registry_digest(env: dict[str, str], repo: str, tag: str) -> str | None:
 
 def image_env(ref: str) -> dict[str, str]:
     out = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{json .Config.Env}}", ref], capture_output=True, text=True, check=True
+        ["docker", "image", "inspect", "--format", "{{json .Config.Env}}", ref],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return dict(item.split("=", 1) for item in json.loads(out))
 
@@ -54,7 +57,11 @@ def test_build_then_push_leaves_both_tags_with_one_digest(cli_factory, app_repo:
     assert registry_digest(testbed_env, "ghosthands", "latest") == digest
     # The ECR token must not be left behind in the operator's docker config.
     config = Path(cli.env["HOME"]) / ".docker" / "config.json"
-    assert not config.exists() or "auths" not in json.loads(config.read_text()) or not json.loads(config.read_text())["auths"]
+    assert (
+        not config.exists()
+        or "auths" not in json.loads(config.read_text())
+        or not json.loads(config.read_text())["auths"]
+    )
     assert "123456789012-auth-token" not in pushed.stderr + pushed.stdout
 
 
