@@ -273,6 +273,18 @@ READ_KEYS = (
 
 
 @app.command()
+def hosts(host: HostOpt = None) -> None:
+    """List the hosts commands would work on, in deploy order (finds ASG_NAME's instances). Connects to none."""
+    from ghdeploy import pipeline, render
+
+    config = _config(("EC2_HOST", "ASG_NAME", "SSH_ADDRESS", "SSH_USER"))
+    with _reporter() as reporter:
+        found, notes = pipeline.resolve_hosts_with_notes(config, pipeline.HostOptions(only=host or []), reporter)
+    source = f"ASG {config.text('ASG_NAME')}" if config.get("ASG_NAME") else "EC2_HOST"
+    _finish(render.hosts_list(found, notes, source, STATE.json))
+
+
+@app.command()
 def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Per host: services, image, health, worker state, version, last deploy (all hosts at once)."""
     from ghdeploy import pipeline, render

@@ -58,6 +58,13 @@ def ssh_settings(config: Config, accept_new: bool) -> SSHSettings:
 
 
 def resolve_hosts(config: Config, opts: HostOptions, reporter: Reporter) -> list[Host]:
+    hosts, _ = resolve_hosts_with_notes(config, opts, reporter)
+    return hosts
+
+
+def resolve_hosts_with_notes(config: Config, opts: HostOptions, reporter: Reporter) -> tuple[list[Host], list[str]]:
+    """The hosts to work on, in order (EC2_HOST or the ASG's InService instances, narrowed by --host)."""
+    notes: list[str] = []
     if config.get("ASG_NAME"):
         name = config.text("ASG_NAME")
         reporter.step(None, f"finding the instances of Auto Scaling Group {name}")
@@ -73,7 +80,7 @@ def resolve_hosts(config: Config, opts: HostOptions, reporter: Reporter) -> list
         reporter.info(f"ASG {name}: {len(hosts)} host(s): {', '.join(h.label for h in hosts)}")
     else:
         hosts = config.hosts
-    return narrow(hosts, opts.only)
+    return narrow(hosts, opts.only), notes
 
 
 def operation(config: Config, reporter: Reporter, cancel: threading.Event, message: str | None) -> Operation:

@@ -414,3 +414,24 @@ def lock_table(rows: list[Any], as_json: bool, command: str) -> int:
             )
     out().print(t)
     return code
+
+
+def hosts_list(hosts: list[Any], notes: list[str], source: str, as_json: bool) -> int:
+    if as_json:
+        emit_json(
+            "hosts",
+            {
+                "ok": True,
+                "source": source,
+                "hosts": [{"host": h.label, "user": h.user, "hostname": h.hostname, "port": h.port} for h in hosts],
+                "skipped": notes,
+            },
+        )
+        return 0
+    console = out()
+    console.print(f"{len(hosts)} host(s) from {escape(source)}, in deploy order:")
+    for i, h in enumerate(hosts, 1):
+        console.print(f"  {i}. {escape(h.label)}")
+    for note in notes:
+        console.print(f"  [dim]{escape(note)}[/dim]")
+    return 0
