@@ -35,9 +35,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rendering it with rich costs ~100 ms of imports, and --help must start fast.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-lock_app = typer.Typer(help="Show or release the per-host deploy locks.", no_args_is_help=True)
+lock_app = typer.Typer(help="Show or release the per-host deploy locks.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(lock_app, name="lock")
 
 
@@ -67,7 +69,8 @@ def _main(
         bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")
     ] = False,
     verbose: Annotated[
-        int, typer.Option("-v", "--verbose", count=True, help="Show the commands run and their output.")
+        int,
+        typer.Option("-v", "--verbose", count=True, show_default=False, help="Show the commands run and their output."),
     ] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors on stderr.")] = False,
     version: Annotated[
@@ -128,7 +131,8 @@ class _Interrupts:
 
 
 HostOpt = Annotated[
-    list[str] | None, typer.Option("--host", help="Only this host (repeatable); must be one of the configured hosts.")
+    list[str] | None,
+    typer.Option("--host", metavar="HOST", help="Only this host (repeatable); must be one of the configured hosts."),
 ]
 AcceptOpt = Annotated[
     bool,
@@ -137,7 +141,8 @@ AcceptOpt = Annotated[
     ),
 ]
 TagOpt = Annotated[
-    str | None, typer.Option("--tag", "-t", help="Image tag (default: IMAGE_TAG, else short SHA of HEAD).")
+    str | None,
+    typer.Option("--tag", "-t", metavar="TAG", help="Image tag (default: IMAGE_TAG, else short SHA of HEAD)."),
 ]
 
 
@@ -147,7 +152,9 @@ TagOpt = Annotated[
 @app.command()
 def build(
     tag: TagOpt = None,
-    platform: Annotated[str | None, typer.Option("--platform", help="Target platform, e.g. linux/amd64.")] = None,
+    platform: Annotated[
+        str | None, typer.Option("--platform", metavar="PLATFORM", help="Target platform, e.g. linux/amd64.")
+    ] = None,
     allow_dirty: Annotated[
         bool, typer.Option("--allow-dirty", help="Build from uncommitted changes; the default tag ends in -dirty.")
     ] = False,
@@ -185,16 +192,20 @@ def deploy(
         bool, typer.Option("--deploy-only", help="Skip build and push; the tag must be in the registry.")
     ] = False,
     host: HostOpt = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Hosts deployed at once (default 1: rolling).")] = 1,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, metavar="N", help="Hosts deployed at once (default 1: rolling).")
+    ] = 1,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Resolve and check everything, print the plan, change nothing.")
     ] = False,
     message: Annotated[
-        str | None, typer.Option("--message", "-m", help="Why: kept in the lock and the history.")
+        str | None, typer.Option("--message", "-m", metavar="TEXT", help="Why: kept in the lock and the history.")
     ] = None,
     accept_new_host_key: AcceptOpt = False,
     allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Build from uncommitted changes.")] = False,
-    platform: Annotated[str | None, typer.Option("--platform", help="Target platform for the build.")] = None,
+    platform: Annotated[
+        str | None, typer.Option("--platform", metavar="PLATFORM", help="Target platform for the build.")
+    ] = None,
 ) -> None:
     """Build, push, deploy every host (one at a time), then verify. Rolls a failed host back."""
     from ghdeploy import pipeline, render
@@ -227,12 +238,15 @@ def deploy(
 @app.command()
 def rollback(
     to: Annotated[
-        str | None, typer.Option("--to", help="Tag to go back to (default: the image before the last deploy).")
+        str | None,
+        typer.Option("--to", metavar="TAG", help="Tag to go back to (default: the image before the last deploy)."),
     ] = None,
     host: HostOpt = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Hosts rolled back at once.")] = 1,
+    batch: Annotated[int, typer.Option("--batch", min=1, metavar="N", help="Hosts rolled back at once.")] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
-    message: Annotated[str | None, typer.Option("--message", "-m", help="Why: kept in the lock and history.")] = None,
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", metavar="TEXT", help="Why: kept in the lock and history.")
+    ] = None,
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """Put back the image that ran before the last deploy (from each host's history), or --to TAG."""
@@ -300,7 +314,8 @@ def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None
 @app.command()
 def verify(
     expect: Annotated[
-        str | None, typer.Option("--expect", help="Commit SHA to expect (default: full SHA of local HEAD).")
+        str | None,
+        typer.Option("--expect", metavar="SHA", help="Commit SHA to expect (default: full SHA of local HEAD)."),
     ] = None,
     host: HostOpt = None,
     accept_new_host_key: AcceptOpt = False,
@@ -322,7 +337,7 @@ def verify(
 
 @app.command()
 def history(
-    n: Annotated[int, typer.Option("-n", "--limit", min=1, help="Records per host.")] = 10,
+    n: Annotated[int, typer.Option("-n", "--limit", min=1, metavar="N", help="Records per host.")] = 10,
     host: HostOpt = None,
     accept_new_host_key: AcceptOpt = False,
 ) -> None:

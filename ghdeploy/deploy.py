@@ -25,7 +25,7 @@ from ghdeploy import remote_commands as rc
 from ghdeploy.errors import ExitCode, GhdeployError, OperationFailed, PreflightError
 from ghdeploy.hostops import ImageRecord, Remote, Snapshot
 from ghdeploy.progress import Reporter
-from ghdeploy.waiting import Cancelled, Clock, drain_worker, health_ok, wait_for
+from ghdeploy.waiting import HEALTH_INTERVAL, Cancelled, Clock, drain_worker, health_ok, wait_for
 
 if TYPE_CHECKING:
     from ghdeploy.hosts import Host
@@ -256,7 +256,14 @@ def wait_healthy(op: Operation, conn: Remote, cancel: threading.Event | None) ->
     op.reporter.step(label, f"waiting for /health (up to {op.health_timeout:g}s)")
     start = op.clock.now()
     with conn.http_client(timeout=2.0) as http:
-        healthy = wait_for(lambda: health_ok(http, op.api_port), op.health_timeout, op.clock, cancel)
+        healthy = wait_for(
+            lambda: health_ok(http, op.api_port),
+            op.health_timeout,
+            op.clock,
+            cancel,
+            first=HEALTH_INTERVAL / 2,
+            max_interval=HEALTH_INTERVAL,
+        )
     if not healthy:
         raise OperationFailed(f"{label}: /health did not answer 200 within {op.health_timeout:g}s")
     return op.clock.now() - start

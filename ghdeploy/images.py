@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,12 +101,6 @@ def build_image(
     )
 
 
-def _tag_latest(source: str, latest: str) -> None:
-    proc = subprocess.run(["docker", "tag", source, latest], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise OperationFailed(f"docker tag {source} {latest} failed: {proc.stderr.strip()}")
-
-
 def push_image(config: Config, cwd: Path, reporter: Reporter, *, tag: str | None = None) -> PushOutcome:
     git: GitState | None = None
     if not tag and not config.get("IMAGE_TAG"):
@@ -122,14 +115,15 @@ def push_image(config: Config, cwd: Path, reporter: Reporter, *, tag: str | None
     reporter.step(None, f"checking ECR repository {config.repository}")
     registry.check_repository(region, config.repository)
     auth = registry.get_login(region, config.registry)
-    # :latest must name what we push now, not whatever was built last.
-    _tag_latest(ref, latest)
     reporter.step(None, f"logging in to {config.registry}")
     with docker.temporary_login(auth.registry, auth.username, auth.password) as env:
         digest = docker.push(ref, env, reporter)
         reporter.info(f"pushed {ref} ({digest})")
-        latest_digest = docker.push(latest, env, reporter)
-        reporter.info(f"pushed {latest}")
+    # :latest must name what we pushed now. Moving it in the registry (not `docker push :latest`)
+    # means another build on the same engine re-tagging :latest meanwhile cannot slip in.
+    reporter.step(None, f"tagging {digest} as {latest}")
+    latest_digest = registry.tag_manifest(auth, config.repository, digest, "latest")
+    reporter.info(f"pushed {latest}")
     if latest_digest != digest:
         raise OperationFailed(f":latest was pushed as {latest_digest}, not {digest}", "push again")
     return PushOutcome(tag=chosen, image=image, digest=digest, refs=[ref, latest])

@@ -127,14 +127,17 @@ def http_client(timeout: float = 10.0) -> httpx.Client:
     return httpx.Client(verify=ssl.create_default_context(), timeout=timeout)
 
 
-def resolve_digest(auth: RegistryAuth, repository: str, tag: str) -> str | None:
-    """The digest `repository:tag` points at, from the registry's V2 API; None if no such tag."""
+def _manifest_request(
+    auth: RegistryAuth, method: str, repository: str, reference: str, **kwargs: Any
+) -> httpx.Response:
+    """One request to /v2/REPO/manifests/REF with the ECR token, errors translated."""
     import httpx
 
-    url = f"https://{auth.registry}/v2/{repository}/manifests/{tag}"
+    url = f"https://{auth.registry}/v2/{repository}/manifests/{reference}"
+    headers = {"Accept": MANIFEST_TYPES, **kwargs.pop("headers", {})}
     try:
         with http_client() as client:
-            response = client.head(url, headers={"Accept": MANIFEST_TYPES}, auth=(auth.username, auth.password))
+            response = client.request(method, url, headers=headers, auth=(auth.username, auth.password), **kwargs)
     except httpx.ConnectError as exc:
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             raise RegistryError(
@@ -146,19 +149,50 @@ def resolve_digest(auth: RegistryAuth, repository: str, tag: str) -> str | None:
         ) from None
     except httpx.HTTPError as exc:
         raise RegistryError(f"registry {auth.registry}: {exc}", "check ECR_REGISTRY and the network") from None
-    if response.status_code == 404:
-        return None
     if response.status_code in (401, 403):
         raise RegistryError(
             f"registry {auth.registry} refused the ECR token (HTTP {response.status_code})",
             "check that ECR_REGISTRY belongs to the account and region of your AWS credentials",
         )
+    return response
+
+
+def resolve_digest(auth: RegistryAuth, repository: str, tag: str) -> str | None:
+    """The digest `repository:tag` points at, from the registry's V2 API; None if no such tag."""
+    response = _manifest_request(auth, "HEAD", repository, tag)
+    if response.status_code == 404:
+        return None
     if response.status_code != 200:
         raise RegistryError(f"registry {auth.registry} answered HTTP {response.status_code} for {repository}:{tag}")
     digest = response.headers.get("Docker-Content-Digest")
     if not digest:
         raise RegistryError(f"registry {auth.registry} gave no digest for {repository}:{tag}")
     return digest
+
+
+def tag_manifest(auth: RegistryAuth, repository: str, digest: str, tag: str) -> str:
+    """Point `repository:tag` at the manifest `digest` in the registry itself (as `crane tag` does).
+
+    Unlike `docker tag` + `docker push`, this cannot pick up whatever another build on the same
+    engine tagged locally in the meantime. Returns the digest the registry now has for `tag`.
+    """
+    got = _manifest_request(auth, "GET", repository, digest)
+    if got.status_code != 200:
+        raise RegistryError(f"registry {auth.registry} answered HTTP {got.status_code} for {repository}@{digest}")
+    put = _manifest_request(
+        auth,
+        "PUT",
+        repository,
+        tag,
+        content=got.content,
+        headers={"Content-Type": got.headers.get("Content-Type", "application/octet-stream")},
+    )
+    if put.status_code not in (200, 201):
+        raise RegistryError(
+            f"registry {auth.registry} refused to tag {repository}@{digest} as {tag} (HTTP {put.status_code})",
+            f"check that the repository allows moving the {tag} tag (ECR: tag immutability off)",
+        )
+    return put.headers.get("Docker-Content-Digest") or digest
 
 
 def require_digest(auth: RegistryAuth, repository: str, tag: str) -> str:
