@@ -52,38 +52,52 @@ def _image_dict(image: hostops.ImageRecord) -> dict[str, Any]:
 
 
 def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker_port: int) -> HostStatus:
+    """Everything `status` shows for one host. The three kinds of reads (containers, HTTP
+    endpoints, ghdeploy's own records) run at once over the one SSH connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
     status = HostStatus(host=conn.host.label)
-    try:
+
+    def containers() -> None:
         snapshot = hostops.read_snapshot(conn, layout)
         for name, svc in sorted(snapshot.services.items()):
             status.services.append(
                 {"service": name, "state": svc.state, "health": svc.health or None, **_image_dict(svc.image)}
             )
         for worker in snapshot.targeted:
-            status.targeted.append(
-                {
-                    "name": worker.spec.name,
-                    "worker_id": worker.spec.labels.get("gh.worker_id"),
-                    "status_port": worker.status_port,
-                    "running": worker.running,
-                    **_image_dict(worker.image),
-                }
-            )
+            item: dict[str, Any] = {
+                "name": worker.spec.name,
+                "worker_id": worker.spec.labels.get("gh.worker_id"),
+                "status_port": worker.status_port,
+                "running": worker.running,
+                **_image_dict(worker.image),
+            }
+            if worker.running and worker.status_port:
+                with conn.http_client(timeout=3.0) as http:
+                    item["worker"] = worker_health(http, worker.status_port)
+            status.targeted.append(item)
+
+    def endpoints() -> None:
         with conn.http_client(timeout=3.0) as http:
             code, _ = get_json(http, f"http://localhost:{api_port}/health")
             status.health = code
             code, body = get_json(http, f"http://localhost:{api_port}/health/version")
             status.version = body if code == 200 and isinstance(body, dict) else None
             status.worker = worker_health(http, worker_port)
-            for item in status.targeted:
-                if item["running"] and item["status_port"]:
-                    item["worker"] = worker_health(http, item["status_port"])
+
+    def records() -> None:
         history = hostops.read_history(conn, layout, 1)
         status.last_deploy = history[-1] if history else None
         status.pending = hostops.read_pending(conn, layout)
         status.lock = locks.read(conn, layout)
-    except GhdeployError as exc:
-        status.error = str(exc)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(fn) for fn in (containers, endpoints, records)]
+        for future in futures:
+            try:
+                future.result()
+            except GhdeployError as exc:
+                status.error = status.error or str(exc)
     return status
 
 
