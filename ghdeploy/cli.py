@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ghdeploy import __version__
+from ghdeploy.config import HOST_KEYS as READ_KEYS  # what every read-only command needs
 from ghdeploy.errors import ConfigError, ExitCode, GhdeployError
 
 if TYPE_CHECKING:
@@ -270,20 +271,6 @@ def rollback(
 
 
 # --- read-only ------------------------------------------------------------------------------
-
-READ_KEYS = (
-    "EC2_HOST",
-    "ASG_NAME",
-    "SSH_ADDRESS",
-    "SSH_USER",
-    "EC2_KEY",
-    "SSH_KNOWN_HOSTS",
-    "SSH_CONFIG",
-    "GHOSTHANDS_DIR",
-    "GH_ENVIRONMENT",
-    "GH_API_PORT",
-    "GH_WORKER_PORT",
-)
 
 
 @app.command()

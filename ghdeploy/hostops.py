@@ -260,15 +260,20 @@ def clear_pending(remote: Remote, layout: rc.RemoteLayout) -> None:
     remote.run(rc.remove_file(layout.pending_file))
 
 
-def read_pending(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:
-    text = remote.run(rc.read_file(layout.pending_file)).stdout.strip()
+def read_json(remote: Remote, argv: list[str]) -> dict[str, Any] | None:
+    """Run a command that prints a JSON object, or nothing when there is none."""
+    text = remote.run(argv, timeout=30).stdout.strip()
     if not text:
         return None
     try:
         data = json.loads(text)
     except ValueError:
         return {"unreadable": text[:200]}
-    return data if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def read_pending(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:
+    return read_json(remote, rc.read_file(layout.pending_file))
 
 
 def read_history(remote: Remote, layout: rc.RemoteLayout, limit: int = 20) -> list[dict[str, Any]]:

@@ -72,11 +72,6 @@ def release(remote: Remote, layout: rc.RemoteLayout) -> None:
 
 
 def read(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:
-    text = remote.run(rc.read_lock(layout), timeout=30).stdout.strip()
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {"unreadable": text[:200]}
-    return data if isinstance(data, dict) else {}
+    from ghdeploy.hostops import read_json
+
+    return read_json(remote, rc.read_lock(layout))
