@@ -149,12 +149,18 @@ def remove_file(path: str) -> Argv:
 def acquire_lock(layout: RemoteLayout) -> Argv:
     """mkdir is atomic: exactly one of two concurrent deploys creates the lock directory.
 
-    The winner writes stdin (who, where, when, tag) into it; a loser gets the holder's record
-    on stdout and exit code LOCK_HELD_CODE.
+    The record (who, where, when, tag) arrives on stdin and is saved BEFORE the mkdir, then
+    renamed into the lock directory: a lock is never visible for longer than that rename without
+    its holder's record (reading stdin after the mkdir left a loser, or `lock status`, with an
+    empty record while the winner's stdin was still on the wire). A loser waits up to 2 s for
+    the record to appear, then prints it on stdout and exits LOCK_HELD_CODE.
     """
     script = (
-        'umask 077 && mkdir -p "$1" || exit 1; '
-        'if mkdir "$2" 2>/dev/null; then cat > "$2/info.json"; exit 0; fi; '
+        'umask 077 && mkdir -p "$1" || exit 1; t="$1/lock-info.$$"; '
+        'cat > "$t" || { rm -f "$t"; exit 1; }; '
+        'if mkdir "$2" 2>/dev/null; then mv -f "$t" "$2/info.json" && exit 0; rm -rf "$2" "$t"; exit 1; fi; '
+        'rm -f "$t"; i=0; '
+        'while [ -d "$2" ] && [ ! -f "$2/info.json" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; '
         'cat "$2/info.json" 2>/dev/null; exit 75'
     )
     return ["sh", "-c", script, "sh", layout.state_dir, layout.lock_dir]

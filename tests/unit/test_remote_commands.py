@@ -115,8 +115,11 @@ def test_registry_login_string() -> None:
 
 def test_acquire_lock_string() -> None:
     assert rc.render(rc.acquire_lock(LAYOUT)) == (
-        'sh -c \'umask 077 && mkdir -p "$1" || exit 1; '
-        'if mkdir "$2" 2>/dev/null; then cat > "$2/info.json"; exit 0; fi; '
+        'sh -c \'umask 077 && mkdir -p "$1" || exit 1; t="$1/lock-info.$$"; '
+        'cat > "$t" || { rm -f "$t"; exit 1; }; '
+        'if mkdir "$2" 2>/dev/null; then mv -f "$t" "$2/info.json" && exit 0; rm -rf "$2" "$t"; exit 1; fi; '
+        'rm -f "$t"; i=0; '
+        'while [ -d "$2" ] && [ ! -f "$2/info.json" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; '
         'cat "$2/info.json" 2>/dev/null; exit 75\' sh /opt/ghosthands/.ghdeploy /opt/ghosthands/.ghdeploy/lock'
     )
 
@@ -413,6 +416,28 @@ def test_lock_is_exclusive_under_concurrency(host: FakeHost, layout: rc.RemoteLa
     assert sorted(outcomes) == [0] + [75] * 11
     winner = outcomes.index(0)
     assert json.loads((Path(layout.lock_dir) / "info.json").read_text()) == {"n": winner}
+
+
+def test_lock_never_shows_without_its_holder_record(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    # A deploy whose record is still on the wire has not taken the lock yet: a loser never reads
+    # an empty holder, and whoever has sent its whole record first wins.
+    slow = subprocess.Popen(
+        ["/bin/sh", "-c", rc.render(rc.acquire_lock(layout))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=host.env,
+        cwd=host.cwd,
+    )
+    assert slow.stdin is not None
+    slow.stdin.write(b'{"operator": "slow')
+    slow.stdin.flush()
+    fast = host.run(rc.acquire_lock(layout), b'{"operator": "fast"}')
+    assert fast.returncode == 0, fast.stderr
+    out, _ = slow.communicate(b'@laptop"}', timeout=30)
+    assert slow.returncode == 75 and json.loads(out) == {"operator": "fast"}
+    assert json.loads(host.run(rc.read_lock(layout)).stdout) == {"operator": "fast"}
+    assert sorted(p.name for p in Path(layout.state_dir).iterdir()) == ["lock"]  # no record file left behind
 
 
 def test_append_file_creates_private_dir_and_file(host: FakeHost, tmp_path: Path) -> None:
