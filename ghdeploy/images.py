@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,15 +59,8 @@ def build_time_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_image(
-    config: Config,
-    cwd: Path,
-    reporter: Reporter,
-    *,
-    tag: str | None = None,
-    platform: str | None = None,
-    allow_dirty: bool = False,
-) -> BuildOutcome:
+def planned_build(config: Config, cwd: Path, tag: str | None, allow_dirty: bool) -> tuple[str, GitState]:
+    """The tag a build here would get, after the checks it makes before docker (also for dry runs)."""
     if tag:
         validate_tag(tag)
     git = git_state(cwd)
@@ -81,6 +75,20 @@ def build_image(
     chosen = default_tag(config, tag, git)
     if git.dirty and not tag and not config.get("IMAGE_TAG"):
         chosen = f"{git.short_sha}-dirty"
+    return chosen, git
+
+
+def build_image(
+    config: Config,
+    cwd: Path,
+    reporter: Reporter,
+    *,
+    tag: str | None = None,
+    platform: str | None = None,
+    allow_dirty: bool = False,
+) -> BuildOutcome:
+    started = time.monotonic()
+    chosen, git = planned_build(config, cwd, tag, allow_dirty)
     if git.dirty:
         reporter.warn(f"building from a dirty tree ({len(git.dirty_files)} changed files); tag {chosen}")
     docker.ensure_engine()
@@ -98,10 +106,12 @@ def build_image(
         build_time=build_args["BUILD_TIME"],
         refs=refs,
         dirty=git.dirty,
+        seconds=round(time.monotonic() - started, 3),
     )
 
 
 def push_image(config: Config, cwd: Path, reporter: Reporter, *, tag: str | None = None) -> PushOutcome:
+    started = time.monotonic()
     git: GitState | None = None
     if not tag and not config.get("IMAGE_TAG"):
         git = git_state(cwd)
@@ -126,4 +136,6 @@ def push_image(config: Config, cwd: Path, reporter: Reporter, *, tag: str | None
     reporter.info(f"pushed {latest}")
     if latest_digest != digest:
         raise OperationFailed(f":latest was pushed as {latest_digest}, not {digest}", "push again")
-    return PushOutcome(tag=chosen, image=image, digest=digest, refs=[ref, latest])
+    return PushOutcome(
+        tag=chosen, image=image, digest=digest, refs=[ref, latest], seconds=round(time.monotonic() - started, 3)
+    )

@@ -27,7 +27,15 @@ from ghdeploy.deploy import (
 from ghdeploy.errors import ConfigError, GhdeployError, PreflightError
 from ghdeploy.gitinfo import git_state
 from ghdeploy.hosts import Host, discover_asg, narrow
-from ghdeploy.images import BuildOutcome, PushOutcome, build_image, default_tag, push_image, validate_tag
+from ghdeploy.images import (
+    BuildOutcome,
+    PushOutcome,
+    build_image,
+    default_tag,
+    planned_build,
+    push_image,
+    validate_tag,
+)
 from ghdeploy.progress import Reporter
 from ghdeploy.status import HostStatus, VerifyRow, host_status, verify_host
 
@@ -194,7 +202,10 @@ def deploy_plan(fleet: Fleet, op: Operation, target: Target) -> list[dict[str, A
         snapshot = hostops.read_snapshot(conn, layout)
         holder = locks.read(conn, layout)
         current = snapshot.app_image
-        commands = [rc.render(rc.acquire_lock(layout)) + "   # stdin: lock record"]
+        commands = [
+            rc.render(rc.acquire_lock(layout)) + "   # stdin: lock record",
+            rc.render(rc.write_file(layout.state_dir, layout.pending_file)) + "   # stdin: what runs now",
+        ]
         if op.auth is not None:
             commands.append(
                 rc.render(rc.registry_login(op.auth.registry, op.auth.username, cfg)) + "   # stdin: ECR token"
@@ -218,6 +229,7 @@ def deploy_plan(fleet: Fleet, op: Operation, target: Target) -> list[dict[str, A
             )
         commands.append(f"GET localhost:{op.api_port}/health   # until 200, up to {op.health_timeout:g}s")
         commands.append(rc.render(rc.append_file(layout.state_dir, layout.history_file)) + "   # stdin: history record")
+        commands.append(rc.render(rc.remove_file(layout.pending_file)))
         commands.append(rc.render(rc.release_lock(layout)))
         plan.append(
             {
@@ -256,7 +268,15 @@ def deploy(
         hosts = resolve_hosts(config, opts, reporter)
     report = DeployReport(tag=tag or "", timings=timings)
 
-    if mode in ("full", "push-only") and not dry_run:
+    builds = mode in ("full", "push-only")
+    if builds and dry_run:
+        # Same checks as the build (clean tree, Dockerfile), so the plan is what the real run would do.
+        report.tag, _ = planned_build(config, cwd, tag, allow_dirty)
+        reporter.info(f"dry run: would build {config.image_name}:{report.tag} and push it and :latest")
+        if mode == "push-only":
+            report.plan = []
+            return report
+    elif builds:
         t = time.monotonic()
         report.build = build_image(config, cwd, reporter, tag=tag, platform=platform, allow_dirty=allow_dirty)
         timings["build"] = time.monotonic() - t
@@ -276,11 +296,15 @@ def deploy(
     t = time.monotonic()
     reporter.step(None, f"resolving {config.repository}:{report.tag} in {config.registry}")
     auth = registry.get_login(config.text("AWS_REGION"), config.registry)
-    digest = registry.require_digest(auth, config.repository, report.tag)
+    if builds and dry_run:
+        # The tag need not exist yet: the build and push of the real run would create it.
+        digest = registry.resolve_digest(auth, config.repository, report.tag)
+    else:
+        digest = registry.require_digest(auth, config.repository, report.tag)
     if report.push and report.push.digest != digest:
         raise PreflightError(f"the registry says {report.tag} is {digest}, but we pushed {report.push.digest}")
     target = Target(ref=f"{config.image_name}:{report.tag}", label=f"{config.repository}:{report.tag}", digest=digest)
-    reporter.info(f"{target.label} is {digest}")
+    reporter.info(f"{target.label} is {digest or 'not in the registry yet'}")
     op = operation(config, reporter, cancel, message)
     op.auth = auth
     lock = None if dry_run else locks.lock_info(op.operator, "deploy", report.tag, message)
