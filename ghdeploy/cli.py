@@ -408,6 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
+        if exc.exit_code and (STATE.json or "--json" in (sys.argv[1:] if argv is None else argv)):
+            from ghdeploy import render
+            from ghdeploy.errors import UsageError
+
+            # --json promises one document on stdout, for a mistyped command line too.
+            render.error_json(UsageError(exc.format_message(), "see `ghdeploy --help` or `ghdeploy COMMAND --help`"))
         return int(ExitCode.BAD_INPUT) if exc.exit_code else 0
     except EOFError:
         sys.stderr.write("no answer on standard input\n")

@@ -42,6 +42,12 @@ class ConfigError(GhdeployError):
         super().__init__("; ".join(self.problems), hint)
 
 
+class UsageError(GhdeployError):
+    """The command line itself is wrong (unknown option, bad value): what --json reports for it."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
 class PreflightError(GhdeployError):
     """A check before any host was touched failed (missing tag, bad host key, unreachable host)."""
 

@@ -226,6 +226,18 @@ def test_bad_option_value_is_a_usage_error(cli: CLI) -> None:
     assert "batch" in _user_error(result)
 
 
+@pytest.mark.parametrize(
+    "args", [["--json", "deploy", "--batch", "0"], ["--json", "frobnicate"], ["status", "--json"]], ids=str
+)
+def test_usage_error_with_json_prints_one_error_document(cli: CLI, args: list[str]) -> None:
+    result = cli.run(*args)
+    _user_error(result)
+    doc = _one_json(result.stdout)
+    assert (doc["version"], doc["command"], doc["ok"]) == (1, "error", False)
+    assert doc["error"]["type"] == "UsageError" and doc["error"]["exit_code"] == 2
+    assert doc["error"]["message"] and doc["error"]["hint"]
+
+
 def test_unknown_option_is_a_usage_error(cli: CLI) -> None:
     result = cli.run("build", "--no-such-flag")
     assert "no-such-flag" in _user_error(result)
