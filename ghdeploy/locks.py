@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ class LockHeld(GhdeployError):
 
 def lock_info(operator: str, action: str, tag: str | None, message: str | None) -> dict[str, Any]:
     return {
+        "id": secrets.token_hex(8),  # lets the holder release only its own lock
         "operator": operator,
         "action": action,
         "tag": tag,
@@ -67,8 +69,14 @@ def acquire(remote: Remote, layout: rc.RemoteLayout, info: dict[str, Any]) -> di
     raise GhdeployError(f"{remote.host.label}: could not take the deploy lock: {result.stderr.strip()[-200:]}")
 
 
-def release(remote: Remote, layout: rc.RemoteLayout) -> None:
-    remote.run(rc.release_lock(layout), timeout=30)
+def release(remote: Remote, layout: rc.RemoteLayout, lock_id: str | None = None) -> bool:
+    """Free the lock (with `lock_id`: only if it is still that one). False if another holds it now."""
+    result = remote.run(rc.release_lock(layout, lock_id), timeout=30)
+    if result.rc == rc.LOCK_HELD_CODE:
+        return False
+    if result.rc != 0:
+        raise GhdeployError(f"{remote.host.label}: could not release the deploy lock: {result.stderr.strip()[-200:]}")
+    return True
 
 
 def read(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:

@@ -139,6 +139,7 @@ class Fleet:
     layout: rc.RemoteLayout
     locked: list[str] = field(default_factory=list)
     reporter: Reporter | None = None
+    lock_id: str | None = None  # the id in our lock records: we release only locks we still hold
 
     @property
     def order(self) -> list[str]:
@@ -147,7 +148,11 @@ class Fleet:
     def close(self) -> None:
         for label in self.locked:
             try:
-                locks.release(self.conns[label], self.layout)
+                if not locks.release(self.conns[label], self.layout, self.lock_id) and self.reporter is not None:
+                    self.reporter.warn(
+                        f"{label}: this operation no longer holds the deploy lock (someone ran `ghdeploy lock "
+                        "release` meanwhile) and left the lock now there in place"
+                    )
             except GhdeployError as exc:
                 if self.reporter is not None:
                     self.reporter.warn(
@@ -166,7 +171,7 @@ def open_fleet(
     """Connect to all hosts, preflight them, take their locks. Touches nothing if any host fails."""
     layout = layout_of(config)
     conns, errors = connect_all(hosts, ssh_settings(config, opts.accept_new_host_key), reporter)
-    fleet = Fleet(hosts=hosts, conns=conns, layout=layout, reporter=reporter)
+    fleet = Fleet(hosts=hosts, conns=conns, layout=layout, reporter=reporter, lock_id=(lock or {}).get("id"))
     try:
         if errors:
             hints = {e.hint for e in errors.values() if e.hint}
@@ -230,7 +235,7 @@ def deploy_plan(fleet: Fleet, op: Operation, target: Target) -> list[dict[str, A
         commands.append(f"GET localhost:{op.api_port}/health   # until 200, up to {op.health_timeout:g}s")
         commands.append(rc.render(rc.append_file(layout.state_dir, layout.history_file)) + "   # stdin: history record")
         commands.append(rc.render(rc.remove_file(layout.pending_file)))
-        commands.append(rc.render(rc.release_lock(layout)))
+        commands.append(rc.render(rc.release_lock(layout, "XXXXXXXXXXXXXXXX")) + "   # only if still ours")
         plan.append(
             {
                 "host": label,

@@ -166,8 +166,16 @@ def acquire_lock(layout: RemoteLayout) -> Argv:
     return ["sh", "-c", script, "sh", layout.state_dir, layout.lock_dir]
 
 
-def release_lock(layout: RemoteLayout) -> Argv:
-    return ["rm", "-rf", "--", layout.lock_dir]
+def release_lock(layout: RemoteLayout, lock_id: str | None = None) -> Argv:
+    """Remove the lock; with `lock_id`, only while it is still that lock (its record holds the id).
+
+    A deploy whose lock an operator freed with `lock release` must not, when it ends, free the
+    lock another deploy has taken since: that one then exits LOCK_HELD_CODE and leaves it.
+    """
+    if lock_id is None:
+        return ["rm", "-rf", "--", layout.lock_dir]
+    script = 'test -d "$1" || exit 0; grep -qF "$2" "$1/info.json" 2>/dev/null || exit 75; rm -rf -- "$1"'
+    return ["sh", "-c", script, "sh", layout.lock_dir, lock_id]
 
 
 def read_lock(layout: RemoteLayout) -> Argv:

@@ -126,6 +126,10 @@ def test_acquire_lock_string() -> None:
 
 def test_release_and_read_lock_strings() -> None:
     assert rc.render(rc.release_lock(LAYOUT)) == "rm -rf -- /opt/ghosthands/.ghdeploy/lock"
+    assert rc.render(rc.release_lock(LAYOUT, "0123456789abcdef")) == (
+        'sh -c \'test -d "$1" || exit 0; grep -qF "$2" "$1/info.json" 2>/dev/null || exit 75; rm -rf -- "$1"\' '
+        "sh /opt/ghosthands/.ghdeploy/lock 0123456789abcdef"
+    )
     assert rc.render(rc.read_lock(LAYOUT)) == (
         'sh -c \'test -d "$1" || exit 0; cat "$1/info.json" 2>/dev/null || echo "{}"\' '
         "sh /opt/ghosthands/.ghdeploy/lock"
@@ -438,6 +442,16 @@ def test_lock_never_shows_without_its_holder_record(host: FakeHost, layout: rc.R
     assert slow.returncode == 75 and json.loads(out) == {"operator": "fast"}
     assert json.loads(host.run(rc.read_lock(layout)).stdout) == {"operator": "fast"}
     assert sorted(p.name for p in Path(layout.state_dir).iterdir()) == ["lock"]  # no record file left behind
+
+
+def test_release_with_an_id_frees_only_that_lock(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    assert host.run(rc.release_lock(layout, "0123456789abcdef")).returncode == 0  # no lock: nothing to do
+    assert host.run(rc.acquire_lock(layout), b'{"id": "fedcba9876543210", "operator": "bob"}').returncode == 0
+    other = host.run(rc.release_lock(layout, "0123456789abcdef"))
+    assert other.returncode == rc.LOCK_HELD_CODE
+    assert json.loads(host.run(rc.read_lock(layout)).stdout)["operator"] == "bob"
+    assert host.run(rc.release_lock(layout, "fedcba9876543210")).returncode == 0
+    assert not Path(layout.lock_dir).exists()
 
 
 def test_append_file_creates_private_dir_and_file(host: FakeHost, tmp_path: Path) -> None:
