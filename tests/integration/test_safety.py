@@ -188,6 +188,10 @@ def test_two_deploys_at_once_exactly_one_runs_the_other_is_refused_at_once(h1: C
     assert f"{H1}: held by {OPERATOR} since " in err and " ago)" in err and f"deploy of {v2}" in err
     assert "ghdeploy lock release" in err and "Traceback" not in err
     assert refused_after < 30, refused_after
+    # The winner drains for seconds more: meanwhile `lock status` names it.
+    holder = lock_holder(h1)
+    assert winner.proc.poll() is None
+    assert holder is not None and (holder["operator"], holder["tag"]) == (OPERATOR, v2)
 
     code, out, err = winner.finish()
     assert code == 0, f"exit {code}\n{out}\n{err}"
@@ -210,7 +214,7 @@ def test_lock_left_by_a_killed_deploy_shows_blocks_and_is_released(h1: Cli, app_
     run.finish()
 
     holder = lock_holder(h1)
-    assert holder is not None and set(holder) == {"operator", "action", "tag", "message", "since"}
+    assert holder is not None and set(holder) == {"id", "operator", "action", "tag", "message", "since"}
     assert holder["operator"] == OPERATOR and holder["action"] == "deploy" and holder["tag"] == v2
     assert holder["message"] == "stale lock test" and ISO_TIME.match(holder["since"])
     table = h1("lock", "status")
@@ -242,6 +246,30 @@ def test_lock_left_by_a_killed_deploy_shows_blocks_and_is_released(h1: Cli, app_
     deploy_tag(h1, v2)
     assert lock_holder(h1) is None
     assert health("h1") == '{"status":"ok"}'
+
+
+def test_a_deploy_whose_lock_was_released_does_not_free_the_next_holders_lock(h1: Cli, app_repo: Path) -> None:
+    v1 = push_tag(h1, app_repo, "v1")
+    deploy_tag(h1, v1)
+    v2 = push_tag(h1, app_repo, "v2")
+    busy("h1", 8)
+    first = Running(h1, "deploy", "--deploy-only", "--tag", v2, "-m", "first")
+    first.wait_for_stderr("draining")
+    # The operator takes the running deploy's lock for a stale one and frees it; another deploy
+    # takes the lock and dies holding it.
+    assert h1("lock", "release", "--yes").returncode == 0
+    second = Running(h1, "deploy", "--deploy-only", "--tag", v2, "-m", "second")
+    second.wait_for_stderr("draining")
+    second.proc.kill()
+    second.finish()
+    assert lock_holder(h1)["message"] == "second"
+
+    code, out, err = first.finish()
+    assert code == 0, f"exit {code}\n{out}\n{err}"
+    # The first deploy, finishing, must not remove a lock it no longer holds.
+    assert "no longer holds" in err
+    holder = lock_holder(h1)
+    assert holder is not None and holder["message"] == "second"
 
 
 # --- 2. history -----------------------------------------------------------------------------------
@@ -342,7 +370,7 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(
     image = f"{testbed_env['ECR_REGISTRY']}/ghosthands:{v3}"
     assert f"$ env ECR_IMAGE={image} {COMPOSE_UP}" in out
     assert f"env ECR_IMAGE={image} docker compose -f /opt/ghosthands/docker-compose.prod.yml pull --quiet" in out
-    assert "rm --force --stop worker" in out and "rm -rf -- /opt/ghosthands/.ghdeploy/lock" in out
+    assert "rm --force --stop worker" in out and "/opt/ghosthands/.ghdeploy/lock XXXXXXXXXXXXXXXX" in out
     assert "123456789012-auth-token" not in out + proc.stderr
 
     doc = h1.json("deploy", "--deploy-only", "--dry-run", "--tag", v3)
