@@ -1,0 +1,184 @@
+"""The decisions of the per-host sequence and the rolling fleet, with the host steps faked."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from ghdeploy import deploy, hostops
+from ghdeploy import remote_commands as rc
+from ghdeploy.errors import OperationFailed
+from ghdeploy.hostops import ImageRecord, ServiceState, Snapshot
+from ghdeploy.hosts import Host
+from ghdeploy.progress import RecordingReporter
+from ghdeploy.waiting import Cancelled, Clock
+
+LAYOUT = rc.RemoteLayout(app_dir="/opt/ghosthands", compose_file="/opt/ghosthands/docker-compose.prod.yml")
+OLD = ImageRecord(image_id="sha256:" + "a" * 64, ref="reg/gh:old", repo_digest="reg/gh@sha256:" + "1" * 64)
+TARGET = deploy.Target(ref="reg/gh:new", label="gh:new", digest="sha256:" + "2" * 64)
+
+
+class FakeConn:
+    def __init__(self, label: str) -> None:
+        self.host = Host(hostname=label)
+
+
+class Steps:
+    """Replaces the host-touching steps; records the order they ran in."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: dict[str, BaseException] | None = None) -> None:
+        self.calls: list[str] = []
+        self.records: list[dict[str, Any]] = []
+        self.fail = fail or {}
+        snapshot = Snapshot(services={"api": ServiceState("api", "c1", "running", "healthy", OLD)})
+
+        def step(name: str, result: Any = None) -> Any:
+            def run(*args: Any, **kwargs: Any) -> Any:
+                self.calls.append(name)
+                if name in self.fail:
+                    raise self.fail[name]
+                return result
+
+            return run
+
+        monkeypatch.setattr(hostops, "read_snapshot", step("snapshot", snapshot))
+        monkeypatch.setattr(hostops, "write_pending", step("pending"))
+        monkeypatch.setattr(hostops, "clear_pending", step("clear_pending"))
+        monkeypatch.setattr(hostops, "append_record", lambda conn, layout, record: self.records.append(record))
+        monkeypatch.setattr(deploy, "ensure_image", step("pull", "sha256:" + "b" * 64))
+        monkeypatch.setattr(deploy, "drain_all", step("drain", []))
+        monkeypatch.setattr(deploy, "switch_to", step("switch"))
+        monkeypatch.setattr(deploy, "wait_healthy", step("health", 0.1))
+        monkeypatch.setattr(deploy, "check_running", step("check"))
+        monkeypatch.setattr(deploy, "restore", step("restore", OLD.image_id))
+
+
+def operation(cancel: threading.Event | None = None) -> deploy.Operation:
+    return deploy.Operation(
+        layout=LAYOUT,
+        reporter=RecordingReporter(),
+        api_port=3100,
+        worker_port=3101,
+        health_timeout=5,
+        drain_timeout=5,
+        stop_timeout=5,
+        clock=Clock(),
+        cancel=cancel or threading.Event(),
+        operator="tester@laptop",
+    )
+
+
+def test_success_runs_every_step_in_order_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch)
+    result = deploy.run_host(operation(), FakeConn("h1"), TARGET)
+    assert result.result == "succeeded"
+    assert steps.calls == ["snapshot", "pending", "pull", "drain", "switch", "health", "check", "clear_pending"]
+    assert result.from_image == OLD
+    assert steps.records[-1]["result"] == "succeeded" and steps.records[-1]["operator"] == "tester@laptop"
+    assert set(result.phases) == {"record", "pull", "drain", "switch", "health"}
+
+
+def test_a_failed_pull_changes_nothing_and_does_not_roll_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch, fail={"pull": OperationFailed("h1: docker compose pull failed")})
+    result = deploy.run_host(operation(), FakeConn("h1"), TARGET)
+    assert result.result == "failed"
+    assert "restore" not in steps.calls and "switch" not in steps.calls
+    assert result.error == "docker compose pull failed"  # the host label is not repeated
+    assert steps.records[-1]["result"] == "failed"
+
+
+def test_an_unhealthy_image_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch, fail={"health": OperationFailed("h1: /health did not answer 200 within 5s")})
+    result = deploy.run_host(operation(), FakeConn("h1"), TARGET)
+    assert result.result == "rolled back"
+    assert steps.calls[-2:] == ["restore", "clear_pending"]
+    assert result.image_id == OLD.image_id
+    assert "rollback" in result.phases
+    assert steps.records[-1]["result"] == "rolled back"
+
+
+def test_a_failed_rollback_is_reported_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(
+        monkeypatch,
+        fail={
+            "switch": OperationFailed("h1: docker compose up failed"),
+            "restore": OperationFailed("h1: the previous image is no longer on the host"),
+        },
+    )
+    op = operation()
+    result = deploy.run_host(op, FakeConn("h1"), TARGET)
+    assert result.result == "rollback failed"
+    assert any("rollback failed: the previous image" in n for n in result.notes)
+    assert any("ROLLBACK FAILED" in w for w in op.reporter.messages("warn"))  # type: ignore[attr-defined]
+    assert steps.records[-1]["result"] == "rollback failed"
+
+
+def test_interrupt_before_the_switch_leaves_the_host_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    cancel = threading.Event()
+    steps = Steps(monkeypatch)
+
+    def pull_then_interrupt(*args: Any, **kwargs: Any) -> str:
+        steps.calls.append("pull")
+        cancel.set()
+        return "sha256:" + "b" * 64
+
+    monkeypatch.setattr(deploy, "ensure_image", pull_then_interrupt)
+    result = deploy.run_host(operation(cancel), FakeConn("h1"), TARGET)
+    assert result.result == "untouched" and result.error == "interrupted"
+    assert "drain" not in steps.calls and "restore" not in steps.calls
+
+
+def test_interrupt_mid_switch_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch, fail={"health": Cancelled()})
+    result = deploy.run_host(operation(), FakeConn("h1"), TARGET)
+    assert result.result == "rolled back" and result.error == "interrupted"
+    assert "restore" in steps.calls
+
+
+def test_rolling_stops_at_the_first_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+
+    def fake_run_host(
+        op: deploy.Operation, conn: Any, target: deploy.Target, action: str = "deploy"
+    ) -> deploy.HostResult:
+        ran.append(conn.host.hostname)
+        result = "rolled back" if conn.host.hostname == "h2" else "succeeded"
+        return deploy.HostResult(host=conn.host.hostname, action=action, result=result, target=target)
+
+    monkeypatch.setattr(deploy, "run_host", fake_run_host)
+    conns = {name: FakeConn(name) for name in ("h1", "h2", "h3", "h4")}
+    fleet = deploy.rolling(operation(), conns, list(conns), lambda label: TARGET, 1, "deploy")  # type: ignore[arg-type]
+    assert ran == ["h1", "h2"]
+    assert [h.result for h in fleet.hosts] == ["succeeded", "rolled back", "untouched", "untouched"]
+    assert fleet.counts() == {
+        "total": 4,
+        "succeeded": 1,
+        "rolled back": 1,
+        "rollback failed": 0,
+        "failed": 0,
+        "untouched": 2,
+    }
+    assert int(fleet.exit_code) == 1
+    assert any("not reached" in n for n in fleet.hosts[2].notes)
+
+
+def test_rolling_in_batches_and_interruption(monkeypatch: pytest.MonkeyPatch) -> None:
+    cancel = threading.Event()
+    ran: list[str] = []
+
+    def fake_run_host(
+        op: deploy.Operation, conn: Any, target: deploy.Target, action: str = "deploy"
+    ) -> deploy.HostResult:
+        ran.append(conn.host.hostname)
+        if conn.host.hostname == "h2":
+            cancel.set()
+        return deploy.HostResult(host=conn.host.hostname, action=action, result="succeeded", target=target)
+
+    monkeypatch.setattr(deploy, "run_host", fake_run_host)
+    conns = {name: FakeConn(name) for name in ("h1", "h2", "h3", "h4")}
+    fleet = deploy.rolling(operation(cancel), conns, list(conns), lambda label: TARGET, 2, "deploy")  # type: ignore[arg-type]
+    assert sorted(ran) == ["h1", "h2"]
+    assert fleet.interrupted and int(fleet.exit_code) == 130
+    assert [h.result for h in fleet.hosts] == ["succeeded", "succeeded", "untouched", "untouched"]
