@@ -613,6 +613,10 @@ def test_every_json_document_has_its_documented_keys(h1: Cli, app_repo: Path) ->
         assert set(doc) == COMMON | {"hosts"}
         assert set(doc["hosts"][0]) == {"host", "holder", "released", "error"}
 
+    hosts = one_document(h1("--json", "hosts"), "hosts")
+    assert set(hosts) == COMMON | {"source", "hosts", "skipped"}
+    assert set(hosts["hosts"][0]) == {"host", "user", "hostname", "port"}
+
     error_keys = {"message", "hint", "exit_code", "type"}
     missing = one_document(h1("--json", "deploy", "--deploy-only", "--tag", "no-such-tag-x1"), "error", code=2)
     assert set(missing) == COMMON | {"error"} and set(missing["error"]) == error_keys
