@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -18,11 +17,12 @@ import typer
 
 from ghdeploy import __version__
 from ghdeploy.config import HOST_KEYS as READ_KEYS  # what every read-only command needs
-from ghdeploy.errors import ConfigError, ExitCode, GhdeployError
+from ghdeploy.errors import ConfigError, ExitCode, GhdeployError, Interrupted
 
 if TYPE_CHECKING:
     from ghdeploy.config import Config
     from ghdeploy.render import ConsoleReporter
+    from ghdeploy.waiting import CancelToken
 
 HELP = """Build, push and deploy GhostHands to EC2 hosts over SSH.
 
@@ -108,11 +108,20 @@ class _Interrupts:
     """SIGINT/SIGTERM set an event the deploy checks at safe points, instead of killing it mid-switch."""
 
     def __init__(self, reporter: ConsoleReporter) -> None:
-        self.event = threading.Event()
+        from ghdeploy.waiting import CancelToken
+
+        self.event = CancelToken()
         self.reporter = reporter
         self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.event.armed:
+            # Building, pushing or checking: no host has been changed yet, so stop right away.
+            self.event.set()
+            raise Interrupted(
+                f"{signal.Signals(signum).name}: interrupted before any host was changed",
+                "nothing to clean up; run the command again when ready",
+            )
         if not self.event.is_set():
             self.reporter.warn(
                 f"{signal.Signals(signum).name}: stopping at the next safe point; a host mid-switch is rolled back"
@@ -121,7 +130,7 @@ class _Interrupts:
             self.reporter.warn("still finishing the rollback so no host is left half-deployed; please wait")
         self.event.set()
 
-    def __enter__(self) -> threading.Event:
+    def __enter__(self) -> CancelToken:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
         return self.event
@@ -389,11 +398,48 @@ def _click_exceptions() -> Any:
     return exceptions
 
 
+# Global flags that may also be written after the command (`ghdeploy status --json`).
+_GLOBAL_FLAGS = {"--json", "-q", "--quiet", "-v", "-vv", "-vvv", "--verbose"}
+# Options that take a value: the word after them is that value, never a global flag.
+_VALUE_OPTIONS = {
+    "--env-file",
+    "--tag",
+    "-t",
+    "--platform",
+    "--host",
+    "--batch",
+    "--message",
+    "-m",
+    "--to",
+    "--expect",
+    "-n",
+    "--limit",
+}
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """Move global flags written after the command to the front, where click expects them."""
+    front: list[str] = []
+    rest: list[str] = []
+    previous = ""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in _GLOBAL_FLAGS and previous not in _VALUE_OPTIONS:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        previous = arg
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> int:
     click = _click_exceptions()
     command = typer.main.get_command(app)
+    args = hoist_global_flags(sys.argv[1:] if argv is None else list(argv))
     try:
-        result = command.main(args=argv, prog_name="ghdeploy", standalone_mode=False)
+        result = command.main(args=args, prog_name="ghdeploy", standalone_mode=False)
     except GhdeployError as exc:
         from ghdeploy import render
 
@@ -408,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        if exc.exit_code and (STATE.json or "--json" in (sys.argv[1:] if argv is None else argv)):
+        if exc.exit_code and (STATE.json or "--json" in args):
             from ghdeploy import render
             from ghdeploy.errors import UsageError
 

@@ -70,11 +70,16 @@ def _stream(
         env=env,
     ) as proc:
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip()
-            if line:
-                tail.append(line)
-                on_line(line)
+        try:
+            for raw in proc.stdout:
+                line = raw.rstrip()
+                if line:
+                    tail.append(line)
+                    on_line(line)
+        except BaseException:
+            # Interrupted: don't leave a build or push running behind our back.
+            proc.kill()
+            raise
         rc = proc.wait()
     return rc, list(tail)
 

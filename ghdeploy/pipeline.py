@@ -38,6 +38,7 @@ from ghdeploy.images import (
 )
 from ghdeploy.progress import Reporter
 from ghdeploy.status import HostStatus, VerifyRow, host_status, verify_host
+from ghdeploy.waiting import CancelToken
 
 if TYPE_CHECKING:
     from ghdeploy.ssh import Connection, SSHSettings
@@ -314,6 +315,8 @@ def deploy(
     op.auth = auth
     lock = None if dry_run else locks.lock_info(op.operator, "deploy", report.tag, message)
     fleet = open_fleet(config, hosts, opts, reporter, lock)
+    if lock is not None and isinstance(cancel, CancelToken):
+        cancel.arm()  # from here an interrupt stops at a safe point instead of at once
     timings["preflight"] = time.monotonic() - t
     try:
         if dry_run:
@@ -370,6 +373,8 @@ def rollback(
     op.auth = auth
     lock = None if dry_run else locks.lock_info(op.operator, "rollback", to_tag or "previous", message)
     fleet = open_fleet(config, hosts, opts, reporter, lock)
+    if lock is not None and isinstance(cancel, CancelToken):
+        cancel.arm()  # from here an interrupt stops at a safe point instead of at once
     report = DeployReport(tag=to_tag or "previous")
     try:
         targets: dict[str, Target] = {}

@@ -31,6 +31,22 @@ class Clock:
     now: Callable[[], float] = time.monotonic
 
 
+class CancelToken(threading.Event):
+    """Set when the operator interrupts (SIGINT/SIGTERM).
+
+    Until `arm()` is called nothing on a host has been changed, and an interrupt may stop the
+    command at once. Once armed (locks held, hosts about to change), an interrupt only sets the
+    token, and the work stops at its next safe point, rolling back a host caught mid-switch.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+
+    def arm(self) -> None:
+        self.armed = True
+
+
 class Cancelled(Exception):
     """The operator interrupted (SIGINT/SIGTERM) while we waited."""
 

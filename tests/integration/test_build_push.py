@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import uuid
 from pathlib import Path
 
 import httpx
@@ -102,24 +103,22 @@ def test_bad_tag_and_missing_engine_exit_2(cli_factory) -> None:
 
 def test_push_errors_are_one_line_with_a_hint(cli_factory, app_repo: Path) -> None:
     cli = cli_factory()
-    missing_image = cli("push", "--tag", "never-built-tag")
+    tag = f"t-{uuid.uuid4().hex[:10]}"  # images from earlier runs stay in the engine: use a fresh tag
+    missing_image = cli("push", "--tag", tag)
     assert missing_image.returncode == 2
     assert "no local image" in missing_image.stderr and "ghdeploy build" in missing_image.stderr
 
-    assert cli("build", "--tag", "repo-missing").returncode == 0
-    no_repo = cli("push", "--tag", "repo-missing", extra_env={"ECR_REPOSITORY": "not-a-repo"})
-    # the image was tagged for ghosthands; rebuild under the missing repository's name
-    assert no_repo.returncode == 2 and "no local image" in no_repo.stderr
     cli_other = cli_factory(ECR_REPOSITORY="not-a-repo")
-    assert cli_other("build", "--tag", "repo-missing").returncode == 0
-    no_repo = cli_other("push", "--tag", "repo-missing")
+    assert cli_other("build", "--tag", tag).returncode == 0
+    no_repo = cli_other("push", "--tag", tag)
     assert no_repo.returncode == 1
     assert "does not exist" in no_repo.stderr and "hint:" in no_repo.stderr
 
+    assert cli("build", "--tag", tag).returncode == 0
     no_creds = cli(
         "push",
         "--tag",
-        "repo-missing",
+        tag,
         extra_env={
             "AWS_ACCESS_KEY_ID": "",
             "AWS_SECRET_ACCESS_KEY": "",

@@ -1,0 +1,38 @@
+"""Global flags may follow the command: `ghdeploy status --json` means `ghdeploy --json status`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from ghdeploy.cli import hoist_global_flags
+
+
+def test_global_flags_after_the_command_move_to_the_front() -> None:
+    assert hoist_global_flags(["status", "--json"]) == ["--json", "status"]
+    assert hoist_global_flags(["deploy", "-v", "--tag", "abc", "-q"]) == ["-v", "-q", "deploy", "--tag", "abc"]
+    assert hoist_global_flags(["lock", "status", "--json"]) == ["--json", "lock", "status"]
+
+
+def test_a_value_that_looks_like_a_flag_stays_a_value() -> None:
+    assert hoist_global_flags(["deploy", "-m", "-v", "--json"]) == ["--json", "deploy", "-m", "-v"]
+    assert hoist_global_flags(["deploy", "--message", "--json"]) == ["deploy", "--message", "--json"]
+
+
+def test_nothing_moves_past_a_double_dash() -> None:
+    assert hoist_global_flags(["status", "--", "--json"]) == ["status", "--", "--json"]
+
+
+def test_json_after_the_command_gives_one_document(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ghdeploy", "hosts", "--json"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "EC2_HOST": "ec2-user@10.0.0.5,ec2-user@10.0.0.6"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["version"] == 1 and [h["host"] for h in doc["hosts"]] == ["ec2-user@10.0.0.5", "ec2-user@10.0.0.6"]
