@@ -119,8 +119,10 @@ def discover_asg(name: str, region: str, address: str, user: str) -> tuple[list[
             ec2 = boto3.client("ec2", region_name=region)
             for reservation in ec2.describe_instances(InstanceIds=in_service)["Reservations"]:
                 for inst in reservation["Instances"]:
-                    key = "PublicIpAddress" if address == "public" else "PrivateIpAddress"
-                    addresses[inst["InstanceId"]] = inst.get(key)
+                    if address == "public":
+                        addresses[inst["InstanceId"]] = inst.get("PublicIpAddress")
+                    else:
+                        addresses[inst["InstanceId"]] = inst.get("PrivateIpAddress")
     except (BotoCoreError, ClientError) as exc:
         raise translate_aws_error(exc, f"Auto Scaling Group {name}") from None
     hosts: list[Host] = []
