@@ -270,12 +270,16 @@ def wait_healthy(op: Operation, conn: Remote, cancel: threading.Event | None) ->
 
 
 def check_running(conn: Remote, op: Operation, image_id: str) -> None:
-    """The api must really run `image_id` now (compose could have kept an old container)."""
+    """The api must really run `image_id` now (compose could have kept an old container), and the
+    worker must be up on it too: a worker that crashed at start is as bad as a failing /health."""
     after = hostops.read_snapshot(conn, op.layout)
     api = after.services.get("api")
     if api is None or api.image.image_id != image_id:
         running = api.image.image_id[:19] if api and api.image.image_id else "nothing"
         raise OperationFailed(f"{conn.host.label}: api runs {running}, expected {image_id[:19]}")
+    worker = after.services.get("worker")
+    if worker is not None and (worker.state != "running" or worker.image.image_id != image_id):
+        raise OperationFailed(f"{conn.host.label}: the worker is {worker.state or 'gone'} after the restart")
 
 
 # --- rollback -------------------------------------------------------------------------------

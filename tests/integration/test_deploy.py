@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,23 @@ def test_targeted_workers_are_recreated_on_the_new_image(h1, app_repo: Path, tes
     assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert info["Image"] == api_image_id("h1")
     assert json.loads(host_http("h1", "/worker/health", 3102))["status"] == "idle"
+
+
+def test_a_worker_that_crashes_on_start_is_rolled_back_too(h1, app_repo: Path) -> None:
+    good = commit(app_repo, "good worker")
+    assert h1("deploy").returncode == 0
+    before = api_image_id("h1")
+    start = (app_repo / "app" / "start.sh").read_text()
+    crashing = start.replace("role=${1:-api}\n", 'role=${1:-api}\n[ "$role" = worker ] && exit 3\n', 1)
+    assert crashing != start
+    commit(app_repo, "worker crashes", {"app/start.sh": crashing})
+    proc = h1("deploy")
+    assert proc.returncode == 1, proc.stderr
+    assert "rolled back" in proc.stdout and "the worker is" in proc.stdout
+    assert api_image_id("h1") == before
+    assert version("h1")["commit_sha"] == good
+    # The restored worker answers again (it may take a moment to bind its port).
+    deadline = time.monotonic() + 20
+    while not host_http("h1", "/worker/health") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert json.loads(host_http("h1", "/worker/health"))["deploy_safe"] is True
