@@ -240,6 +240,6 @@ def test_a_worker_that_crashes_on_start_is_rolled_back_too(h1, app_repo: Path) -
     assert version("h1")["commit_sha"] == good
     # The restored worker answers again (it may take a moment to bind its port).
     deadline = time.monotonic() + 20
-    while not host_http("h1", "/worker/health") and time.monotonic() < deadline:
+    while not host_http("h1", "/worker/health", 3101) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert json.loads(host_http("h1", "/worker/health"))["deploy_safe"] is True
+    assert json.loads(host_http("h1", "/worker/health", 3101))["deploy_safe"] is True
