@@ -243,3 +243,17 @@ def test_a_worker_that_crashes_on_start_is_rolled_back_too(h1, app_repo: Path) -
     while not host_http("h1", "/worker/health", 3101) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert json.loads(host_http("h1", "/worker/health", 3101))["deploy_safe"] is True
+
+
+def test_rollback_to_a_named_tag(h1, app_repo: Path) -> None:
+    old = commit(app_repo, "old release")
+    old_tag = git(app_repo, "rev-parse", "--short", "HEAD")
+    assert h1("deploy").returncode == 0
+    commit(app_repo, "new release")
+    assert h1("deploy").returncode == 0
+    missing = h1("rollback", "--to", "no-such-tag-9")
+    assert missing.returncode == 2 and "not in" in missing.stderr
+    doc = h1.json("rollback", "--to", old_tag)
+    assert doc["deploy"]["hosts"][0]["result"] == "succeeded"
+    assert version("h1")["commit_sha"] == old
+    assert h1("verify", "--expect", old).returncode == 0
