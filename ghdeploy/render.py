@@ -298,7 +298,9 @@ def status_table(rows: list[Any], as_json: bool) -> int:
         version = "-"
         if r.version:
             uptime = int((r.version.get("uptime_ms") or 0) / 1000)
-            version = f"{(r.version.get('commit_sha') or '')[:12]} up {uptime}s"
+            version = (
+                f"{(r.version.get('commit_sha') or '')[:12]} built {r.version.get('build_time') or '?'} up {uptime}s"
+            )
         targeted = (
             ", ".join(
                 f"{w['name']} {w.get('tag')}{'' if w['running'] else ' (stopped)'}"
