@@ -99,17 +99,6 @@ class Snapshot:
         return None
 
 
-def _parse_json_lines(text: str) -> list[dict[str, Any]]:
-    """`docker compose ps --format json` prints an array (old) or one object per line (new)."""
-    text = text.strip()
-    if not text:
-        return []
-    if text.startswith("["):
-        data = json.loads(text)
-        return [d for d in data if isinstance(d, dict)]
-    return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
-
-
 def _repo_digest_for(repo_digests: list[str], ref: str | None) -> str | None:
     """Pick the repo digest of the repository the container was started from."""
     if not repo_digests:
@@ -139,19 +128,19 @@ def inspect_images(remote: Remote, image_ids: list[str]) -> dict[str, dict[str, 
 
 
 def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
-    ps = remote.check(rc.compose_ps(layout))
-    rows = _parse_json_lines(ps.stdout)
-    targeted_ids = remote.check(rc.list_targeted_workers()).stdout.split()
-    container_ids = [r["ID"] for r in rows if r.get("ID")] + targeted_ids
-    containers: dict[str, dict[str, Any]] = {}
-    if container_ids:
-        inspected = remote.run(rc.inspect(container_ids))
-        try:
-            for item in json.loads(inspected.stdout or "[]"):
-                containers[item["Id"]] = item
-        except ValueError:
-            pass
-    images = inspect_images(remote, [c.get("Image", "") for c in containers.values()])
+    """What runs on the host now: the app's compose services and the targeted workers."""
+    result = remote.run(rc.inspect_app_containers(layout), timeout=60)
+    try:
+        inspected = json.loads(result.stdout or "[]")
+    except ValueError:
+        inspected = None
+    if not isinstance(inspected, list) or (result.rc != 0 and not inspected):
+        # A container removed between `ps` and `inspect` still leaves the others' JSON.
+        raise OperationFailed(
+            f"{remote.host.label}: could not list the app's containers (exit {result.rc}): {result.stderr.strip()[-300:]}"
+        )
+    containers = [c for c in inspected if isinstance(c, dict) and "Id" in c]
+    images = inspect_images(remote, [c.get("Image", "") for c in containers])
 
     def record_for(container: dict[str, Any]) -> ImageRecord:
         image_id = container.get("Image")
@@ -160,31 +149,31 @@ def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
         return ImageRecord(image_id=image_id, ref=ref, repo_digest=_repo_digest_for(digests, ref))
 
     snapshot = Snapshot()
-    for row in rows:
-        full = next((c for cid, c in containers.items() if cid.startswith(row.get("ID", "-"))), None)
-        if full is None:
-            continue
-        name = row.get("Service") or row.get("Name", "")
-        snapshot.services[name] = ServiceState(
-            service=name,
-            container_id=full["Id"],
-            state=row.get("State", ""),
-            health=row.get("Health", ""),
-            image=record_for(full),
-        )
-    for cid in targeted_ids:
-        full = containers.get(cid)
-        if full is None:
-            continue
-        image = images.get(full.get("Image", "")) or {}
-        snapshot.targeted.append(
-            TargetedWorker(
-                spec=container_spec(full, image),
-                image=record_for(full),
-                status_port=_int_or_none((full.get("Config") or {}).get("Labels", {}).get("gh.status_port")),
-                running=bool((full.get("State") or {}).get("Running")),
+    for container in containers:
+        labels = (container.get("Config") or {}).get("Labels") or {}
+        state = container.get("State") or {}
+        service = labels.get("com.docker.compose.service")
+        if service and labels.get("com.docker.compose.oneoff") != "True":
+            current = snapshot.services.get(service)
+            if current is not None and current.state == "running":
+                continue  # keep the running one when a service has more than one container
+            snapshot.services[service] = ServiceState(
+                service=service,
+                container_id=container["Id"],
+                state=state.get("Status", ""),
+                health=(state.get("Health") or {}).get("Status", ""),
+                image=record_for(container),
             )
-        )
+        elif labels.get("gh.role") == "targeted-worker":
+            image = images.get(container.get("Image", "")) or {}
+            snapshot.targeted.append(
+                TargetedWorker(
+                    spec=container_spec(container, image),
+                    image=record_for(container),
+                    status_port=_int_or_none(labels.get("gh.status_port")),
+                    running=bool(state.get("Running")),
+                )
+            )
     snapshot.targeted.sort(key=lambda t: t.spec.name)
     return snapshot
 

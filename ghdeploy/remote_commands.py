@@ -76,10 +76,6 @@ def compose(layout: RemoteLayout, image: str | None, *args: str) -> Argv:
     return ["env", f"ECR_IMAGE={image or 'unset'}", "docker", "compose", "-f", layout.compose_file, *args]
 
 
-def compose_ps(layout: RemoteLayout) -> Argv:
-    return compose(layout, None, "ps", "--all", "--format", "json")
-
-
 def compose_pull(layout: RemoteLayout, image: str, docker_config: str) -> Argv:
     # DOCKER_CONFIG points at the throw-away login made by registry_login().
     return ["env", f"DOCKER_CONFIG={docker_config}", *compose(layout, image, "pull", "--quiet")]
@@ -101,12 +97,19 @@ def compose_up(layout: RemoteLayout, image: str, docker_config: str | None = Non
     return argv
 
 
-def list_targeted_workers() -> Argv:
-    return ["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={TARGETED_LABEL}"]
+def inspect_app_containers(layout: RemoteLayout) -> Argv:
+    """`docker inspect` of the app's compose containers and of every targeted worker, in one go.
 
-
-def inspect(ids: list[str]) -> Argv:
-    return ["docker", "inspect", "--type", "container", *ids]
+    Compose labels each container with its project's working directory (the app directory), so
+    the app's containers are found with plain `docker ps`: no compose process to start, which
+    costs ~100 ms of CPU on the host at every status and deploy.
+    """
+    script = (
+        'ids=$(docker ps --all --quiet --no-trunc --filter "label=com.docker.compose.project.working_dir=$1" '
+        '&& docker ps --all --quiet --no-trunc --filter "label=$2") || exit 1; '
+        'if [ -z "$ids" ]; then echo "[]"; else docker inspect --type container $ids; fi'
+    )
+    return ["sh", "-c", script, "sh", layout.app_dir, TARGETED_LABEL]
 
 
 def image_inspect(refs: list[str]) -> Argv:

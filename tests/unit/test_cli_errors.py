@@ -227,7 +227,9 @@ def test_bad_option_value_is_a_usage_error(cli: CLI) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--json", "deploy", "--batch", "0"], ["--json", "frobnicate"], ["deploy", "--batch", "0", "--json"]], ids=str
+    "args",
+    [["--json", "deploy", "--batch", "0"], ["--json", "frobnicate"], ["deploy", "--batch", "0", "--json"]],
+    ids=str,
 )
 def test_usage_error_with_json_prints_one_error_document(cli: CLI, args: list[str]) -> None:
     result = cli.run(*args)

@@ -10,7 +10,7 @@ import pytest
 from ghdeploy import hostops
 from ghdeploy import remote_commands as rc
 from ghdeploy.errors import OperationFailed, RemoteCommandError
-from ghdeploy.hostops import ImageRecord, _parse_json_lines, _repo_digest_for, container_spec, read_snapshot
+from ghdeploy.hostops import ImageRecord, _repo_digest_for, container_spec, read_snapshot
 from ghdeploy.hosts import Host
 from ghdeploy.ssh import CommandResult
 
@@ -202,31 +202,6 @@ def test_container_spec_port_binding_without_host_port() -> None:
     assert container_spec(container, image_inspect()).ports == ["127.0.0.1::3101/tcp"]
 
 
-# --- _parse_json_lines ----------------------------------------------------------------------
-
-ROW_API = {"ID": API_ID[:12], "Name": "ghosthands-api-1", "Service": "api", "State": "running", "Health": "healthy"}
-ROW_WORKER = {"ID": WORKER_ID[:12], "Name": "ghosthands-worker-1", "Service": "worker", "State": "running"}
-
-
-def test_parse_json_lines_one_object_per_line() -> None:
-    text = json.dumps(ROW_API) + "\n" + json.dumps(ROW_WORKER) + "\n"
-    assert _parse_json_lines(text) == [ROW_API, ROW_WORKER]
-
-
-def test_parse_json_lines_array_form() -> None:
-    assert _parse_json_lines(json.dumps([ROW_API, ROW_WORKER], indent=2)) == [ROW_API, ROW_WORKER]
-
-
-@pytest.mark.parametrize("text", ["", "\n", "  \n ", "[]"])
-def test_parse_json_lines_empty(text: str) -> None:
-    assert _parse_json_lines(text) == []
-
-
-def test_parse_json_lines_skips_warnings_and_blank_lines() -> None:
-    text = f"\nWARN[0000] the attribute `version` is obsolete\n{json.dumps(ROW_API)}\n\n  {json.dumps(ROW_WORKER)}\n"
-    assert _parse_json_lines(text) == [ROW_API, ROW_WORKER]
-
-
 # --- _repo_digest_for -----------------------------------------------------------------------
 
 
@@ -330,27 +305,40 @@ class FakeRemote:
         return [c for _, c, _ in self.calls]
 
 
-def service_inspect(container_id: str, service: str, image_id: str, ref: str) -> dict[str, Any]:
+def service_inspect(
+    container_id: str, service: str, image_id: str, ref: str, status: str = "running", health: str | None = None
+) -> dict[str, Any]:
+    state: dict[str, Any] = {"Status": status, "Running": status == "running"}
+    if health:
+        state["Health"] = {"Status": health}
     return {
         "Id": container_id,
         "Name": f"/ghosthands-{service}-1",
         "Image": image_id,
-        "State": {"Running": True},
-        "Config": {"Image": ref, "Labels": {"com.docker.compose.service": service}},
+        "State": state,
+        "Config": {
+            "Image": ref,
+            "Labels": {
+                "com.docker.compose.service": service,
+                "com.docker.compose.project.working_dir": "/opt/ghosthands",
+            },
+        },
         "HostConfig": {},
     }
 
 
-def _host_answers(ps_text: str) -> dict[str, tuple[int, str] | str]:
-    containers = [
-        service_inspect(API_ID, "api", OLD_ID, f"{REPO}:v1"),
-        service_inspect(WORKER_ID, "worker", OLD_ID, f"{REPO}:v1"),
-        targeted_inspect(),
-    ]
+SNAPSHOT_COMMAND = rc.render(rc.inspect_app_containers(LAYOUT))
+
+
+def _host_answers(containers: list[dict[str, Any]] | None = None) -> dict[str, tuple[int, str] | str]:
+    if containers is None:
+        containers = [
+            service_inspect(API_ID, "api", OLD_ID, f"{REPO}:v1", health="healthy"),
+            service_inspect(WORKER_ID, "worker", OLD_ID, f"{REPO}:v1"),
+            targeted_inspect(),
+        ]
     return {
-        rc.render(rc.compose_ps(LAYOUT)): ps_text,
-        rc.render(rc.list_targeted_workers()): TARGETED_ID + "\n",
-        rc.render(rc.inspect([API_ID[:12], WORKER_ID[:12], TARGETED_ID])): json.dumps(containers),
+        SNAPSHOT_COMMAND: json.dumps(containers),
         rc.render(rc.image_inspect([OLD_ID])): json.dumps([image_inspect()]),
     }
 
@@ -370,33 +358,23 @@ def _assert_full_snapshot(snapshot: hostops.Snapshot) -> None:
     assert worker.image.digest == OLD_DIGEST
 
 
-def test_read_snapshot_ndjson_compose() -> None:
-    remote = FakeRemote(_host_answers(json.dumps(ROW_API) + "\n" + json.dumps(ROW_WORKER) + "\n"))
+def test_read_snapshot_sorts_services_and_targeted_workers_in_one_round_trip() -> None:
+    remote = FakeRemote(_host_answers())
     _assert_full_snapshot(read_snapshot(remote, LAYOUT))
-    # the listing commands must succeed; inspect may partly fail (pruned images)
-    hows = {command: how for how, command, _ in remote.calls}
-    assert hows[rc.render(rc.compose_ps(LAYOUT))] == "check"
-    assert hows[rc.render(rc.list_targeted_workers())] == "check"
-
-
-def test_read_snapshot_array_compose() -> None:
-    remote = FakeRemote(_host_answers(json.dumps([ROW_API, ROW_WORKER])))
-    _assert_full_snapshot(read_snapshot(remote, LAYOUT))
+    assert remote.commands() == [SNAPSHOT_COMMAND, rc.render(rc.image_inspect([OLD_ID]))]
 
 
 def test_read_snapshot_of_an_empty_host_asks_nothing_more() -> None:
-    remote = FakeRemote({rc.render(rc.compose_ps(LAYOUT)): "", rc.render(rc.list_targeted_workers()): ""})
+    remote = FakeRemote({SNAPSHOT_COMMAND: "[]\n"})
     snapshot = read_snapshot(remote, LAYOUT)
     assert snapshot.services == {}
     assert snapshot.targeted == []
     assert snapshot.app_image is None
-    assert len(remote.calls) == 2
+    assert len(remote.calls) == 1
 
 
 def test_read_snapshot_with_a_pruned_image() -> None:
-    answers = _host_answers(json.dumps(ROW_API) + "\n")
-    answers[rc.render(rc.list_targeted_workers())] = ""
-    answers[rc.render(rc.inspect([API_ID[:12]]))] = json.dumps([service_inspect(API_ID, "api", OLD_ID, f"{REPO}:v1")])
+    answers = _host_answers([service_inspect(API_ID, "api", OLD_ID, f"{REPO}:v1")])
     answers[rc.render(rc.image_inspect([OLD_ID]))] = (1, "[]")
     snapshot = read_snapshot(FakeRemote(answers), LAYOUT)
     assert snapshot.services["api"].image == ImageRecord(image_id=OLD_ID, ref=f"{REPO}:v1", repo_digest=None)
@@ -404,29 +382,33 @@ def test_read_snapshot_with_a_pruned_image() -> None:
 
 
 def test_read_snapshot_worker_only_gives_the_worker_image() -> None:
-    answers = _host_answers(json.dumps(ROW_WORKER) + "\n")
-    answers[rc.render(rc.list_targeted_workers())] = ""
-    answers[rc.render(rc.inspect([WORKER_ID[:12]]))] = json.dumps(
-        [service_inspect(WORKER_ID, "worker", OLD_ID, f"{REPO}:v1")]
-    )
+    answers = _host_answers([service_inspect(WORKER_ID, "worker", OLD_ID, f"{REPO}:v1")])
     snapshot = read_snapshot(FakeRemote(answers), LAYOUT)
     assert list(snapshot.services) == ["worker"]
     assert snapshot.app_image == snapshot.services["worker"].image
 
 
-def test_read_snapshot_compose_failure_is_an_error() -> None:
-    remote = FakeRemote({rc.render(rc.compose_ps(LAYOUT)): (1, "")})
-    with pytest.raises(RemoteCommandError):
+def test_read_snapshot_prefers_the_running_container_and_skips_one_off_runs() -> None:
+    exited = service_inspect("e" * 64, "api", OLD_ID, f"{REPO}:v0", status="exited")
+    running = service_inspect(API_ID, "api", OLD_ID, f"{REPO}:v1", status="restarting")
+    running["State"]["Status"] = "running"
+    oneoff = service_inspect("f" * 64, "worker", OLD_ID, f"{REPO}:v1")
+    oneoff["Config"]["Labels"]["com.docker.compose.oneoff"] = "True"
+    snapshot = read_snapshot(FakeRemote(_host_answers([running, exited, oneoff])), LAYOUT)
+    assert list(snapshot.services) == ["api"]
+    assert snapshot.services["api"].container_id == API_ID
+
+
+def test_read_snapshot_reports_a_failed_listing() -> None:
+    remote = FakeRemote({SNAPSHOT_COMMAND: (1, "")})
+    with pytest.raises(OperationFailed, match="could not list the app's containers"):
         read_snapshot(remote, LAYOUT)
 
 
 def test_targeted_workers_sorted_by_name() -> None:
     second_id = "9" * 64
-    answers = _host_answers("")
-    answers[rc.render(rc.list_targeted_workers())] = f"{TARGETED_ID}\n{second_id}\n"
-    stopped = targeted_inspect(Id=second_id, Name="/gh-worker-1", State={"Running": False})
-    answers[rc.render(rc.inspect([TARGETED_ID, second_id]))] = json.dumps([targeted_inspect(), stopped])
-    snapshot = read_snapshot(FakeRemote(answers), LAYOUT)
+    stopped = targeted_inspect(Id=second_id, Name="/gh-worker-1", State={"Status": "exited", "Running": False})
+    snapshot = read_snapshot(FakeRemote(_host_answers([targeted_inspect(), stopped])), LAYOUT)
     assert [(w.spec.name, w.running) for w in snapshot.targeted] == [("gh-worker-1", False), ("gh-worker-7", True)]
 
 

@@ -95,10 +95,11 @@ def test_compose_stop_string() -> None:
     )
 
 
-def test_compose_ps_string_uses_a_placeholder_image() -> None:
-    assert rc.render(rc.compose_ps(LAYOUT)) == (
-        "env ECR_IMAGE=unset docker compose -f /opt/ghosthands/docker-compose.prod.yml ps --all --format json"
-    )
+def test_inspect_app_containers_passes_the_app_dir_as_a_parameter() -> None:
+    argv = rc.inspect_app_containers(LAYOUT)
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["sh", "/opt/ghosthands", "gh.role=targeted-worker"]
+    assert "com.docker.compose.project.working_dir=$1" in argv[2]
+    assert "/opt/ghosthands" not in argv[2]  # the value only ever arrives as "$1"
 
 
 def test_compose_with_a_tag_reference() -> None:
@@ -159,10 +160,6 @@ def test_write_read_tail_remove_strings() -> None:
 
 
 def test_docker_query_strings() -> None:
-    assert rc.render(rc.list_targeted_workers()) == (
-        "docker ps --all --quiet --no-trunc --filter label=gh.role=targeted-worker"
-    )
-    assert rc.render(rc.inspect(["abc", "def"])) == "docker inspect --type container abc def"
     assert rc.render(rc.image_inspect(["sha256:1"])) == "docker image inspect sha256:1"
     assert rc.render(rc.stop_container("gh-worker-7", 35)) == "docker stop -t 35 gh-worker-7"
 
