@@ -113,6 +113,28 @@ def host_http(name: str, path: str, port: int = 3100) -> str:
     return proc.stdout
 
 
+def busy(host_ns: str, seconds: int, port: int = 3101) -> None:
+    """Give the host's worker a job for `seconds` (sample app endpoint), so draining it takes that long."""
+    subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            host_ns,
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "--post-data=",
+            f"http://127.0.0.1:{port}/worker/busy?seconds={seconds}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+
+
 def reset_host(name: str) -> None:
     subprocess.run([str(TESTBED), "reset-host", name], check=True, capture_output=True, timeout=120)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from tests.integration.conftest import (
     api_image_id,
+    busy,
     commit,
     containers,
     git,
@@ -30,27 +30,6 @@ H1_ROOT = Path("/var/lib/ghtb/h1/root")
 def h1(cli_factory, clean_hosts):
     clean_hosts("h1")
     return cli_factory(EC2_HOST=H1, HEALTH_TIMEOUT="8")
-
-
-def busy(host_ns: str, seconds: int, port: int = 3101) -> None:
-    subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            host_ns,
-            "busybox",
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "--post-data=",
-            f"http://127.0.0.1:{port}/worker/busy?seconds={seconds}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=10,
-    )
 
 
 def version(host_ns: str) -> dict:

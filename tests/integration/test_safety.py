@@ -23,7 +23,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from tests.integration.conftest import Cli, api_image_id, commit, containers, git, host_http, make_broken
+from tests.integration.conftest import Cli, api_image_id, busy, commit, containers, git, host_http, make_broken
 
 H1 = "root@10.77.1.2"
 J1_ADDRESS = "10.77.100.2"
@@ -59,28 +59,6 @@ def deploy_tag(cli: Cli, tag: str, *args: str, code: int = 0) -> subprocess.Comp
     proc = cli("deploy", "--deploy-only", "--tag", tag, *args)
     assert proc.returncode == code, f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
     return proc
-
-
-def busy(host_ns: str, seconds: int, port: int = 3101) -> None:
-    """Give the host's worker a job for `seconds`, so draining it takes that long."""
-    subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            host_ns,
-            "busybox",
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "--post-data=",
-            f"http://127.0.0.1:{port}/worker/busy?seconds={seconds}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=10,
-    )
 
 
 def lock_holder(cli: Cli) -> dict | None:
