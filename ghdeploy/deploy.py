@@ -501,6 +501,9 @@ def rolling(
     """Deploy host by host (or `batch` at a time); stop at the first failure or interruption."""
     start = time.monotonic()
     results: dict[str, HostResult] = {label: HostResult(host=label, action=action) for label in order}
+    if len(order) > batch:
+        for n, label in enumerate(order, 1):
+            op.reporter.step(label, f"waiting its turn ({n} of {len(order)})")
     stopped = False
     for i in range(0, len(order), max(1, batch)):
         group = order[i : i + batch]
@@ -509,11 +512,13 @@ def rolling(
         outcomes = parallel(group, lambda label: run_host(op, conns[label], target_for(label), action))
         for outcome in outcomes:
             results[outcome.host] = outcome
+            op.reporter.step(outcome.host, outcome.result)
         if any(not o.succeeded for o in outcomes):
             stopped = True
     for label in order:
         if results[label].result == "untouched" and results[label].target is None:
             results[label].notes.append("not reached: the rollout stopped before this host")
+            op.reporter.step(label, "untouched (the rollout stopped before this host)")
     first = next(iter(results.values()), None)
     target = first.target if first else None
     return FleetResult(

@@ -71,6 +71,9 @@ class ConsoleReporter:
             if self._steps.get(key) == message:
                 return
             self._steps[key] = message
+            if host:
+                # Once hosts are being worked on, the last global step is history, not activity.
+                self._steps.pop("", None)
         if self.quiet:
             return
         if not self.live_mode:
