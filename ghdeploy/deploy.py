@@ -369,6 +369,14 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
             op.reporter.step(label, "recording what runs now")
             snapshot = hostops.read_snapshot(conn, op.layout)
             result.from_image = snapshot.app_image
+            unfinished = hostops.read_pending(conn, op.layout)
+            if unfinished:
+                note = (
+                    f"found an unfinished {unfinished.get('action', 'deploy')} from {unfinished.get('time', '?')} "
+                    f"by {unfinished.get('operator', '?')} (ghdeploy was stopped mid-way); what runs now is the rollback point"
+                )
+                result.notes.append(note)
+                op.reporter.warn(f"{label}: {note}")
             hostops.write_pending(conn, op.layout, {**history_record(op, result), "result": "in progress"})
         with phase(result, "pull", op.clock):
             new_id = ensure_image(op, conn, target)

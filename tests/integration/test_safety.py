@@ -228,8 +228,12 @@ def test_lock_left_by_a_killed_deploy_shows_blocks_and_is_released(h1: Cli, app_
     again = h1.json("lock", "release", "--yes")
     assert again["hosts"][0]["released"] is False and again["hosts"][0]["holder"] is None
 
-    # The host the killed deploy left half-drained is deployable again.
-    deploy_tag(h1, v2)
+    # The host the killed deploy left half-drained is deployable again, and the next deploy says
+    # it found the killed one's unfinished record.
+    status = h1.json("status", ok_codes=(0, 1))
+    assert status["hosts"][0]["unfinished_deploy"]["to"]["label"].endswith(v2)
+    redeploy = deploy_tag(h1, v2)
+    assert "found an unfinished deploy" in redeploy.stderr
     assert lock_holder(h1) is None
     assert health("h1") == '{"status":"ok"}'
 

@@ -32,6 +32,7 @@ class Steps:
         self.calls: list[str] = []
         self.records: list[dict[str, Any]] = []
         self.fail = fail or {}
+        self.unfinished: dict[str, Any] | None = None
         snapshot = Snapshot(services={"api": ServiceState("api", "c1", "running", "healthy", OLD)})
 
         def step(name: str, result: Any = None) -> Any:
@@ -45,6 +46,7 @@ class Steps:
 
         monkeypatch.setattr(hostops, "read_snapshot", step("snapshot", snapshot))
         monkeypatch.setattr(hostops, "write_pending", step("pending"))
+        monkeypatch.setattr(hostops, "read_pending", step("read_pending", self.unfinished))
         monkeypatch.setattr(hostops, "clear_pending", step("clear_pending"))
         monkeypatch.setattr(hostops, "append_record", lambda conn, layout, record: self.records.append(record))
         monkeypatch.setattr(deploy, "ensure_image", step("pull", "sha256:" + "b" * 64))
@@ -74,7 +76,17 @@ def test_success_runs_every_step_in_order_and_records_it(monkeypatch: pytest.Mon
     steps = Steps(monkeypatch)
     result = deploy.run_host(operation(), FakeConn("h1"), TARGET)
     assert result.result == "succeeded"
-    assert steps.calls == ["snapshot", "pending", "pull", "drain", "switch", "health", "check", "clear_pending"]
+    assert steps.calls == [
+        "snapshot",
+        "read_pending",
+        "pending",
+        "pull",
+        "drain",
+        "switch",
+        "health",
+        "check",
+        "clear_pending",
+    ]
     assert result.from_image == OLD
     assert steps.records[-1]["result"] == "succeeded" and steps.records[-1]["operator"] == "tester@laptop"
     assert set(result.phases) == {"record", "pull", "drain", "switch", "health"}
@@ -182,3 +194,18 @@ def test_rolling_in_batches_and_interruption(monkeypatch: pytest.MonkeyPatch) ->
     assert sorted(ran) == ["h1", "h2"]
     assert fleet.interrupted and int(fleet.exit_code) == 130
     assert [h.result for h in fleet.hosts] == ["succeeded", "succeeded", "untouched", "untouched"]
+
+
+def test_an_unfinished_deploy_found_on_the_host_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch)
+    monkeypatch.setattr(
+        hostops,
+        "read_pending",
+        lambda conn, layout: {"action": "deploy", "time": "2026-11-26T03:00:00Z", "operator": "al@lap"},
+    )
+    op = operation()
+    result = deploy.run_host(op, FakeConn("h1"), TARGET)
+    assert result.result == "succeeded"
+    assert any("unfinished deploy from 2026-11-26T03:00:00Z by al@lap" in n for n in result.notes)
+    assert any("unfinished deploy" in w for w in op.reporter.messages("warn"))  # type: ignore[attr-defined]
+    assert "restore" not in steps.calls
