@@ -236,3 +236,14 @@ def test_rollback_to_a_named_tag(h1, app_repo: Path) -> None:
     assert doc["deploy"]["hosts"][0]["result"] == "succeeded"
     assert version("h1")["commit_sha"] == old
     assert h1("verify", "--expect", old).returncode == 0
+
+
+def test_staging_uses_the_staging_compose_file(h1, app_repo: Path) -> None:
+    sha = commit(app_repo, "staging")
+    staging = h1("deploy", extra_env={"GH_ENVIRONMENT": "staging"})
+    assert staging.returncode == 0, staging.stderr
+    labels = json.loads(host_docker("h1", "inspect", "--format", "{{json .Config.Labels}}", "ghosthands-api-1"))
+    assert labels["com.docker.compose.project.config_files"] == "/opt/ghosthands/docker-compose.staging.yml"
+    assert version("h1")["commit_sha"] == sha
+    bad = h1("status", extra_env={"GH_ENVIRONMENT": "qa"})
+    assert bad.returncode == 2 and "GH_ENVIRONMENT" in bad.stderr and "production or staging" in bad.stderr
