@@ -338,10 +338,18 @@ def deploy(
 # --- rollback -------------------------------------------------------------------------------
 
 
-def previous_from_history(history: list[dict[str, Any]]) -> hostops.ImageRecord | None:
-    """The image that ran before the last completed deploy or rollback on this host."""
+def previous_from_history(history: list[dict[str, Any]], running: str | None) -> hostops.ImageRecord | None:
+    """The image that ran before the deploy that put `running` (an image ID) on this host.
+
+    Walking back through deploys rather than taking the last record means a second rollback goes
+    one release further back instead of flipping between the last two images.
+    """
     for record in reversed(history):
-        if record.get("result") in ("succeeded",):
+        if (
+            record.get("action") == "deploy"
+            and record.get("result") == "succeeded"
+            and record.get("image_id") == running
+        ):
             return hostops.ImageRecord.from_dict(record.get("from"))
     return None
 
@@ -383,9 +391,16 @@ def rollback(
             if shared_target is not None:
                 targets[label] = shared_target
                 continue
-            previous = previous_from_history(hostops.read_history(fleet.conns[label], fleet.layout, 200))
+            conn = fleet.conns[label]
+            running = hostops.read_snapshot(conn, fleet.layout).app_image
+            running_id = running.image_id if running else None
+            previous = previous_from_history(hostops.read_history(conn, fleet.layout, 1000), running_id)
             if previous is None or not previous.image_id:
-                problems[label] = "no earlier image in this host's deploy history: nothing to roll back to"
+                what = (running.tag or running_id[:19]) if running and running_id else "nothing"
+                problems[label] = (
+                    f"runs {what}; no deploy in this host's history put it there after another image: "
+                    "nothing to roll back to"
+                )
                 continue
             ref = previous.ref or previous.restore_ref or previous.image_id
             targets[label] = Target(

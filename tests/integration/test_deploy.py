@@ -140,23 +140,31 @@ def test_verify_fails_when_head_moved(h1, app_repo: Path) -> None:
     assert doc["ok"] is False and doc["hosts"][0]["running"] == deployed and doc["hosts"][0]["expected"] == moved
 
 
-def test_rollback_command_goes_back_and_refuses_when_nothing_before(h1, app_repo: Path) -> None:
+def test_rollback_command_walks_back_release_by_release(h1, app_repo: Path) -> None:
     nothing = h1("rollback")
     assert nothing.returncode == 2 and "nothing to roll back to" in nothing.stderr
 
     v1 = commit(app_repo, "v1")
     assert h1("deploy").returncode == 0
     v1_image = api_image_id("h1")
-    commit(app_repo, "v2")
+    v2 = commit(app_repo, "v2")
     assert h1("deploy").returncode == 0
-    assert api_image_id("h1") != v1_image
+    v2_image = api_image_id("h1")
+    commit(app_repo, "v3")
+    assert h1("deploy").returncode == 0
 
     doc = h1.json("rollback", "-m", "bad release")
     assert doc["deploy"]["hosts"][0]["result"] == "succeeded", doc
-    assert api_image_id("h1") == v1_image
-    assert version("h1")["commit_sha"] == v1
+    assert api_image_id("h1") == v2_image and version("h1")["commit_sha"] == v2
     records = h1.json("history")["hosts"][0]["records"]
     assert records[-1]["action"] == "rollback" and records[-1]["message"] == "bad release"
+
+    # A second rollback goes one release further back, not back to v3.
+    assert h1("rollback").returncode == 0
+    assert api_image_id("h1") == v1_image and version("h1")["commit_sha"] == v1
+    # v1 was the first deploy on this host: there is nothing before it.
+    last = h1("rollback")
+    assert last.returncode == 2 and "nothing to roll back to" in last.stderr
 
 
 def test_targeted_workers_are_recreated_on_the_new_image(h1, app_repo: Path, testbed_env) -> None:

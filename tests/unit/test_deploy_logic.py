@@ -209,3 +209,25 @@ def test_an_unfinished_deploy_found_on_the_host_is_reported(monkeypatch: pytest.
     assert any("unfinished deploy from 2026-11-26T03:00:00Z by al@lap" in n for n in result.notes)
     assert any("unfinished deploy" in w for w in op.reporter.messages("warn"))  # type: ignore[attr-defined]
     assert "restore" not in steps.calls
+
+
+def test_rollback_target_walks_back_through_deploys() -> None:
+    from ghdeploy.pipeline import previous_from_history
+
+    def rec(action: str, result: str, frm: str | None, to: str) -> dict[str, Any]:
+        return {"action": action, "result": result, "from": {"image_id": frm} if frm else None, "image_id": to}
+
+    history = [
+        rec("deploy", "succeeded", None, "A"),
+        rec("deploy", "succeeded", "A", "B"),
+        rec("deploy", "rolled back", "B", "B"),  # a failed deploy of C that was put back to B
+        rec("deploy", "succeeded", "B", "C"),
+        rec("rollback", "succeeded", "C", "B"),
+    ]
+    previous = previous_from_history(history, "B")
+    assert previous is not None and previous.image_id == "A"
+    previous = previous_from_history(history, "C")
+    assert previous is not None and previous.image_id == "B"
+    assert previous_from_history(history, "A") is None  # the first deploy: nothing before it
+    assert previous_from_history(history, "Z") is None  # not deployed by ghdeploy
+    assert previous_from_history([], None) is None
