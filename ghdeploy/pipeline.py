@@ -24,7 +24,7 @@ from ghdeploy.deploy import (
     raise_for_host_problems,
     rolling,
 )
-from ghdeploy.errors import ConfigError, GhdeployError, PreflightError
+from ghdeploy.errors import ConfigError, GhdeployError, LocalToolError, PreflightError
 from ghdeploy.gitinfo import git_state
 from ghdeploy.hosts import Host, discover_asg, narrow
 from ghdeploy.images import (
@@ -296,7 +296,13 @@ def deploy(
     else:
         git = None
         if not tag and not config.get("IMAGE_TAG"):
-            git = git_state(cwd)
+            try:
+                git = git_state(cwd)
+            except LocalToolError as exc:
+                raise ConfigError(
+                    f"no tag given, and the tag cannot default to HEAD's short SHA: {exc.message}",
+                    "pass --tag TAG (or set IMAGE_TAG), or run from the app's git checkout",
+                ) from None
         report.tag = default_tag(config, tag, git)
 
     t = time.monotonic()

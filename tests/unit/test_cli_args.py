@@ -36,3 +36,26 @@ def test_json_after_the_command_gives_one_document(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["version"] == 1 and [h["host"] for h in doc["hosts"]] == ["ec2-user@10.0.0.5", "ec2-user@10.0.0.6"]
+
+
+def test_deploy_only_outside_a_checkout_asks_for_a_tag(tmp_path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("not used: the command stops before any connection\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ECR_REGISTRY": "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        "AWS_REGION": "us-east-1",
+        "EC2_HOST": "ec2-user@10.0.0.5",
+        "EC2_KEY": str(key),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "ghdeploy", "deploy", "--deploy-only"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pass --tag" in proc.stderr and "Traceback" not in proc.stderr
