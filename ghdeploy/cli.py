@@ -194,7 +194,16 @@ def push(tag: TagOpt = None) -> None:
 # --- deploy / rollback ----------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "\b\nExamples:\n"
+        "  ghdeploy deploy --dry-run                 what would happen, exactly\n"
+        "  ghdeploy deploy -m 'fix login'            build, push, deploy every host, verify\n"
+        "  ghdeploy deploy --deploy-only --tag 1a2b3c4 --host ec2-user@10.0.1.5\n"
+        "\b\nA host whose new image fails its health check is rolled back to the exact image it ran\n"
+        "before, and the rollout stops there. Ctrl-C is safe: a host mid-switch is rolled back."
+    )
+)
 def deploy(
     tag: TagOpt = None,
     push_only: Annotated[bool, typer.Option("--push-only", help="Build and push, touch no host.")] = False,
@@ -245,7 +254,14 @@ def deploy(
     _finish(render.deploy_report(report, STATE.json, "deploy"))
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "\b\nExamples:\n"
+        "  ghdeploy rollback --dry-run       which image each host would go back to\n"
+        "  ghdeploy rollback -m 'bad release'\n"
+        "  ghdeploy rollback --to 1a2b3c4    a tag that is in the registry"
+    )
+)
 def rollback(
     to: Annotated[
         str | None,
