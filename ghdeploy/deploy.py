@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from ghdeploy import remote_commands as rc
 from ghdeploy.errors import ExitCode, GhdeployError, OperationFailed, PreflightError
 from ghdeploy.hostops import ImageRecord, Remote, Snapshot
 from ghdeploy.progress import Reporter
-from ghdeploy.waiting import HEALTH_INTERVAL, Cancelled, Clock, drain_worker, health_ok, wait_for
+from ghdeploy.waiting import HEALTH_INTERVAL, Cancelled, Clock, drain_worker, health_ok, wait_for, worker_health
 
 if TYPE_CHECKING:
     from ghdeploy.hosts import Host
@@ -269,17 +270,36 @@ def wait_healthy(op: Operation, conn: Remote, cancel: threading.Event | None) ->
     return op.clock.now() - start
 
 
+# How long a restarted worker without a status endpoint must stay up before it counts as started.
+WORKER_SETTLE = 3.0
+
+
 def check_running(conn: Remote, op: Operation, image_id: str) -> None:
     """The api must really run `image_id` now (compose could have kept an old container), and the
-    worker must be up on it too: a worker that crashed at start is as bad as a failing /health."""
+    worker must be up on it too: a worker that crashes at start is as bad as a failing /health.
+
+    The worker counts as up once its /worker/health answers; one without a status endpoint (an
+    older image) must stay running, never restarted, for WORKER_SETTLE seconds.
+    """
+    label = conn.host.label
     after = hostops.read_snapshot(conn, op.layout)
     api = after.services.get("api")
     if api is None or api.image.image_id != image_id:
         running = api.image.image_id[:19] if api and api.image.image_id else "nothing"
-        raise OperationFailed(f"{conn.host.label}: api runs {running}, expected {image_id[:19]}")
+        raise OperationFailed(f"{label}: api runs {running}, expected {image_id[:19]}")
     worker = after.services.get("worker")
-    if worker is not None and (worker.state != "running" or worker.image.image_id != image_id):
-        raise OperationFailed(f"{conn.host.label}: the worker is {worker.state or 'gone'} after the restart")
+    if worker is None:
+        return
+    deadline = op.clock.now() + WORKER_SETTLE
+    with conn.http_client(timeout=2.0) as http:
+        while True:
+            if worker is None or worker.state != "running" or worker.restarts or worker.image.image_id != image_id:
+                state = "gone" if worker is None else f"{worker.state}, restarted {worker.restarts} time(s)"
+                raise OperationFailed(f"{label}: the worker is not staying up after the restart ({state})")
+            if worker_health(http, op.worker_port) is not None or op.clock.now() >= deadline:
+                return
+            op.clock.sleep(0.2)
+            worker = hostops.read_snapshot(conn, op.layout).services.get("worker")
 
 
 # --- rollback -------------------------------------------------------------------------------
@@ -429,10 +449,20 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
 
 
 def parallel(items: list[Any], fn: Callable[[Any], Any], limit: int = 16) -> list[Any]:
+    """fn over items in threads; results in order.
+
+    The main thread waits in short slices: Python runs signal handlers only in the main thread,
+    and a SIGINT that the kernel hands to one of the worker threads would otherwise wait until
+    every host was done before the deploy heard of it.
+    """
     if not items:
         return []
     with ThreadPoolExecutor(max_workers=min(limit, len(items))) as pool:
-        return list(pool.map(fn, items))
+        futures = [pool.submit(fn, item) for item in items]
+        pending = set(futures)
+        while pending:
+            _, pending = futures_wait(pending, timeout=0.1)
+        return [f.result() for f in futures]
 
 
 def connect_all(

@@ -81,6 +81,7 @@ class ServiceState:
     state: str
     health: str
     image: ImageRecord
+    restarts: int = 0  # how often the engine restarted it (restart policy): a crash loop shows here
 
 
 @dataclass
@@ -163,6 +164,7 @@ def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
                 state=state.get("Status", ""),
                 health=(state.get("Health") or {}).get("Status", ""),
                 image=record_for(container),
+                restarts=int(container.get("RestartCount") or 0),
             )
         elif labels.get("gh.role") == "targeted-worker":
             image = images.get(container.get("Image", "")) or {}
