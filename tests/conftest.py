@@ -5,7 +5,11 @@ Without it they skip locally, but with CI=true a missing testbed is a failure, n
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,8 +28,37 @@ def _read_env(path: Path) -> dict[str, str]:
     return values
 
 
+LOCK_FILE = Path("/run/ghtb.lock")
+
+
 @pytest.fixture(scope="session")
-def testbed_env() -> dict[str, str]:
+def testbed_lock() -> Iterator[None]:
+    """Hold the machine's one testbed for this session: a second run waits here, saying so.
+
+    scripts/test and the demo take the same lock themselves and set GHTB_LOCK_HELD=1.
+    """
+    if os.environ.get("GHTB_LOCK_HELD") == "1" or not LOCK_FILE.parent.is_dir():
+        yield
+        return
+    with open(LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = Path(f"{LOCK_FILE}.holder")
+            who = holder.read_text().strip() if holder.exists() else "unknown"
+            print(f"\ntests: another run is using the testbed ({who}); waiting for it", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        Path(f"{LOCK_FILE}.holder").write_text(f"pytest pid {os.getpid()} in {os.getcwd()}, since {since}\n")
+        os.environ["GHTB_LOCK_HELD"] = "1"  # scripts/testbed reset-host etc. run under our lock
+        try:
+            yield
+        finally:
+            os.environ.pop("GHTB_LOCK_HELD", None)
+
+
+@pytest.fixture(scope="session")
+def testbed_env(testbed_lock: None) -> dict[str, str]:
     """The testbed's settings (ECR_REGISTRY, EC2_KEY, SSH_KNOWN_HOSTS, GHTB_HOSTS_LIST, ...)."""
     if not TESTBED_ENV.exists():
         msg = f"testbed not running ({TESTBED_ENV} missing): run `scripts/testbed up`"

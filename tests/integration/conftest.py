@@ -169,6 +169,8 @@ def base_env(testbed_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     env["HOME"] = str(tmp_path / "home")  # no ~/.ssh/config or docker login of the test runner leaks in
     (tmp_path / "home").mkdir(exist_ok=True)
     env["NO_COLOR"] = "1"
+    # Run the code of this checkout, whatever editable install the machine has.
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["AWS_EC2_METADATA_DISABLED"] = "true"  # never ask 169.254.169.254 for credentials
     env.pop("EC2_HOST", None)
     return env
