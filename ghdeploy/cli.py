@@ -42,6 +42,15 @@ app = typer.Typer(
 )
 lock_app = typer.Typer(help="Show or release the per-host deploy locks.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(lock_app, name="lock")
+agent_app = typer.Typer(
+    help=(
+        "On a host: follow AGENT_TAG in the registry and deploy each new digest here (drain, health check, "
+        "rollback, history, the host's deploy lock). Exit codes with --once: 0 nothing to do or deployed; "
+        "1 failed or rolled back; 3 the host's lock is held by another deploy."
+    ),
+    rich_markup_mode=None,
+)
+app.add_typer(agent_app, name="agent")
 
 
 @dataclass
@@ -402,6 +411,87 @@ def lock_release(
     _finish(render.lock_table(rows, STATE.json, "lock release"))
 
 
+# --- agent ----------------------------------------------------------------------------------
+
+
+class _AgentSignals:
+    """SIGTERM/SIGINT only ask the agent to stop: it finishes (or rolls back) a deploy first."""
+
+    def __init__(self, reporter: ConsoleReporter) -> None:
+        import threading
+
+        self.event = threading.Event()
+        self.reporter = reporter
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.event.is_set():
+            self.reporter.warn(f"{name}: still stopping; a deploy under way finishes or rolls back first")
+        else:
+            self.reporter.warn(f"{name}: stopping at the next safe point")
+        self.event.set()
+
+    def __enter__(self) -> Any:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@agent_app.callback(
+    invoke_without_command=True,
+    epilog=(
+        "\b\nExamples (on the host, usually as the systemd unit contrib/ghdeploy-agent.service):\n"
+        "  ghdeploy --env-file /etc/ghdeploy/agent.env agent            poll every AGENT_INTERVAL seconds\n"
+        "  ghdeploy --env-file /etc/ghdeploy/agent.env agent --once --json\n"
+        "  ghdeploy --env-file /etc/ghdeploy/agent.env agent init-table  create AGENT_FLEET_TABLE"
+    ),
+)
+def agent(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Poll once, deploy if needed, then exit.")] = False,
+    interval: Annotated[
+        int | None,
+        typer.Option(
+            "--interval", min=5, metavar="SECONDS", help="Seconds between polls (default AGENT_INTERVAL, 60)."
+        ),
+    ] = None,
+) -> None:
+    """Follow AGENT_TAG and keep this host on its newest good digest."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ghdeploy import render
+    from ghdeploy.commands import agent as agent_cmd
+    from ghdeploy.config import AGENT_KEYS
+
+    config = _config(AGENT_KEYS, {"AGENT_INTERVAL": str(interval) if interval is not None else None})
+    reporter = _reporter()
+    reporter.live_mode = False  # a service's log: plain lines, never a live display
+    with reporter, _AgentSignals(reporter) as cancel:
+        runner = agent_cmd.build_agent(config, reporter, cancel)
+        if once:
+            outcome: dict[str, Any] = {}
+            runner.run(lambda kind, data: outcome.update(data) if kind == "poll" else None, once=True)
+            _finish(render.agent_once(outcome, STATE.json))
+            return
+        code = runner.run(lambda kind, data: render.agent_event(kind, data, STATE.json), once=False)
+    _finish(code)
+
+
+@agent_app.command("init-table")
+def agent_init_table() -> None:
+    """Create the DynamoDB table AGENT_FLEET_TABLE that coordinates the fleet's agents (idempotent)."""
+    from ghdeploy import render
+    from ghdeploy.commands import agent as agent_cmd
+
+    config = _config(("AWS_REGION", "AGENT_FLEET_TABLE"))
+    _finish(render.agent_table_result(agent_cmd.init_table(config), STATE.json))
+
+
 # --- the one boundary -----------------------------------------------------------------------
 
 
@@ -428,6 +518,7 @@ _VALUE_OPTIONS = {
     "-m",
     "--to",
     "--expect",
+    "--interval",
     "-n",
     "--limit",
 }

@@ -24,6 +24,9 @@ TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 # docker repository path components
 REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+# DynamoDB table names
+TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+AGENT_MIN_INTERVAL = 5
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 ASG_RE = re.compile(r"^[\w+=,.@/-]{1,255}$")
 
@@ -64,6 +67,12 @@ KEYS: dict[str, KeySpec] = {
         KeySpec("HEALTH_TIMEOUT", "seconds to wait for /health to answer 200 after a restart", "60"),
         KeySpec("DRAIN_TIMEOUT", "seconds to wait for the worker to drain before SIGTERM", "60"),
         KeySpec("STOP_TIMEOUT", "seconds `docker compose stop` gives the worker before SIGKILL", "35"),
+        KeySpec("AGENT_TAG", "agent: the tag it follows in the registry", "latest"),
+        KeySpec("AGENT_INTERVAL", "agent: seconds between polls of the registry (at least 5)", "60"),
+        KeySpec(
+            "AGENT_FLEET_TABLE", "agent: DynamoDB table that coordinates the fleet's agents (unset: each host alone)"
+        ),
+        KeySpec("AGENT_FLEET_BATCH", "agent: hosts of the fleet that may switch at the same time", "1"),
     ]
 }
 
@@ -86,6 +95,23 @@ HOST_KEYS = (
     "GH_WORKER_PORT",
 )
 DEPLOY_KEYS = (*PUSH_KEYS, *HOST_KEYS, "HEALTH_TIMEOUT", "DRAIN_TIMEOUT", "STOP_TIMEOUT")
+# The agent runs on the host itself: no EC2_HOST/EC2_KEY/SSH settings.
+AGENT_KEYS = (
+    "ECR_REGISTRY",
+    "ECR_REPOSITORY",
+    "AWS_REGION",
+    "GHOSTHANDS_DIR",
+    "GH_ENVIRONMENT",
+    "GH_API_PORT",
+    "GH_WORKER_PORT",
+    "HEALTH_TIMEOUT",
+    "DRAIN_TIMEOUT",
+    "STOP_TIMEOUT",
+    "AGENT_TAG",
+    "AGENT_INTERVAL",
+    "AGENT_FLEET_TABLE",
+    "AGENT_FLEET_BATCH",
+)
 
 
 @dataclass
@@ -262,3 +288,17 @@ def _validate(config: Config, needed: set[str], problems: list[str]) -> None:
         if timeout_key in needed:
             text = v.get(timeout_key, "")
             check(timeout_key, text.isdigit() and int(text) <= 86400, "not a whole number of seconds")
+    if "AGENT_TAG" in needed:
+        check("AGENT_TAG", bool(TAG_RE.match(v.get("AGENT_TAG", ""))), "not a valid docker tag")
+    if "AGENT_INTERVAL" in needed:
+        text = v.get("AGENT_INTERVAL", "")
+        check(
+            "AGENT_INTERVAL",
+            text.isdigit() and AGENT_MIN_INTERVAL <= int(text) <= 86400,
+            f"not a whole number of seconds from {AGENT_MIN_INTERVAL} to 86400",
+        )
+    if "AGENT_FLEET_TABLE" in needed:
+        check("AGENT_FLEET_TABLE", bool(TABLE_RE.match(v.get("AGENT_FLEET_TABLE", ""))), "not a DynamoDB table name")
+    if "AGENT_FLEET_BATCH" in needed:
+        text = v.get("AGENT_FLEET_BATCH", "")
+        check("AGENT_FLEET_BATCH", text.isdigit() and 1 <= int(text) <= 1000, "not a number of hosts (1 or more)")

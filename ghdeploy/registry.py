@@ -29,6 +29,7 @@ class RegistryAuth:
     registry: str
     username: str
     password: str
+    expires_at: float | None = None  # epoch seconds ECR gives for the token (12 h), when known
 
     def __repr__(self) -> str:  # never show the token, even in a debugger or a log
         return f"RegistryAuth(registry={self.registry!r}, username={self.username!r}, password=<hidden>)"
@@ -94,7 +95,13 @@ def get_login(region: str, registry: str) -> RegistryAuth:
         raise RegistryError("ECR returned no authorization data", "check the region and your ECR permissions")
     decoded = base64.b64decode(data[0]["authorizationToken"]).decode()
     username, _, password = decoded.partition(":")
-    return RegistryAuth(registry=registry, username=username, password=password)
+    expires = data[0].get("expiresAt")
+    return RegistryAuth(
+        registry=registry,
+        username=username,
+        password=password,
+        expires_at=expires.timestamp() if hasattr(expires, "timestamp") else None,
+    )
 
 
 def check_repository(region: str, repository: str) -> None:

@@ -273,11 +273,13 @@ def status_table(rows: list[Any], as_json: bool) -> int:
     if as_json:
         emit_json("status", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
-    t = table("status", ["host", "health", "image", "api", "worker", "version", "targeted workers", "last deploy"])
+    t = table(
+        "status", ["host", "health", "image", "api", "worker", "version", "targeted workers", "last deploy", "agent"]
+    )
     for r in rows:
         if r.error:
             t.add_row(
-                escape(r.host), "[red]unreachable[/red]", "", "", "", "", "", escape(_strip_host(r.error, r.host))
+                escape(r.host), "[red]unreachable[/red]", "", "", "", "", "", escape(_strip_host(r.error, r.host)), ""
             )
             continue
         health = "[green]200[/green]" if r.health == 200 else f"[red]{r.health or 'down'}[/red]"
@@ -332,9 +334,26 @@ def status_table(rows: list[Any], as_json: bool) -> int:
             escape(version),
             escape(targeted),
             last,
+            _agent_cell(r.agent) if r.agent else "-",
         )
     out().print(t)
     return code
+
+
+def _agent_cell(agent: dict[str, Any]) -> str:
+    """`status`'s word on the host's agent: running or not, the tag it follows, its last poll."""
+    state = (
+        f"[green]{escape(agent['state'])}[/green]" if agent.get("running") else f"[red]{escape(agent['state'])}[/red]"
+    )
+    text = f"agent {state} following :{escape(str(agent.get('tag')))}"
+    last = agent.get("last_result") or {}
+    if agent.get("last_poll"):
+        text += f", polled {_ago(agent['last_poll'])}"
+    if last:
+        text += f": {escape(str(last.get('action')))}"
+        if last.get("action") not in ("none", None) or last.get("exit_code"):
+            text += f" ({escape(str(last.get('reason'))[:80])})"
+    return text
 
 
 def _ago(when: str | None) -> str:
@@ -439,4 +458,50 @@ def hosts_list(hosts: list[Any], notes: list[str], source: str, as_json: bool) -
         console.print(f"  {i}. {escape(h.label)}")
     for note in notes:
         console.print(f"  [dim]{escape(note)}[/dim]")
+    return 0
+
+
+# --- agent ----------------------------------------------------------------------------------
+
+
+def _agent_text(kind: str, data: dict[str, Any]) -> str:
+    if kind == "started":
+        table = f", fleet table {data['fleet_table']}" if data.get("fleet_table") else ", no fleet table"
+        return f"agent started: following {data.get('image')}:{data.get('tag')} every {data.get('interval'):g}s{table} (pid {data.get('pid')})"
+    if kind == "stopped":
+        return f"agent stopped ({data.get('reason')})"
+    digest = (data.get("digest") or "-")[:19]
+    running = (data.get("running") or "-")[:19]
+    return f"{data.get('action')}: {data.get('tag')} is {digest}, running {running}: {data.get('reason')}"
+
+
+def agent_event(kind: str, data: dict[str, Any], as_json: bool) -> None:
+    """One line on stdout per agent event (journald keeps it): plain text, or a JSON object."""
+    from datetime import UTC, datetime
+
+    when = data.get("time") or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if as_json:
+        line = json.dumps({"event": kind, **data, "time": when}, default=str)
+    else:
+        line = f"{when} {_agent_text(kind, data)}"
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def agent_once(data: dict[str, Any], as_json: bool) -> int:
+    code = int(data.get("exit_code") or 0)
+    if as_json:
+        emit_json("agent", {"ok": code == 0, **data})
+    else:
+        sys.stdout.write(_agent_text("poll", data) + "\n")
+        sys.stdout.flush()
+    return code
+
+
+def agent_table_result(data: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        emit_json("agent init-table", {"ok": True, **data})
+    else:
+        what = "created" if data.get("created") else "already exists"
+        out().print(f"fleet table {escape(data['table'])} in {escape(data['region'])}: {what}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ghdeploy import hostops, locks
+from ghdeploy import agent_status, hostops, locks
 from ghdeploy import remote_commands as rc
 from ghdeploy.errors import GhdeployError
 from ghdeploy.waiting import get_json, worker_health
@@ -26,6 +26,7 @@ class HostStatus:
     last_deploy: dict[str, Any] | None = None
     pending: dict[str, Any] | None = None
     lock: dict[str, Any] | None = None
+    agent: dict[str, Any] | None = None  # the host's `ghdeploy agent`, from its heartbeat file
 
     @property
     def ok(self) -> bool:
@@ -44,6 +45,7 @@ class HostStatus:
             "last_deploy": self.last_deploy,
             "unfinished_deploy": self.pending,
             "lock": self.lock,
+            "agent": self.agent,
         }
 
 
@@ -90,6 +92,7 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
         status.last_deploy = history[-1] if history else None
         status.pending = hostops.read_pending(conn, layout)
         status.lock = locks.read(conn, layout)
+        status.agent = agent_status.summary(hostops.read_json(conn, rc.read_file(agent_status.path(layout))))
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = [pool.submit(fn) for fn in (containers, endpoints, records)]

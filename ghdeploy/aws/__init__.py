@@ -1,0 +1,1 @@
+"""AWS services beyond the registry seam: the agent's fleet table (DynamoDB)."""

@@ -1,0 +1,1 @@
+"""How commands reach a host: one interface (base.Remote), several implementations."""

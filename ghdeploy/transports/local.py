@@ -1,0 +1,134 @@
+"""The local transport: the per-host engine running ON the host (the agent).
+
+Same interface as the SSH connection: `run` executes an argv list directly (subprocess, no
+shell string, stdin for secrets, a timeout), `http_client` reaches the host's own loopback.
+Nothing here listens on a port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import socket
+import subprocess
+from typing import TYPE_CHECKING
+
+from ghdeploy.errors import GhdeployError, RemoteCommandError
+from ghdeploy.hosts import Host
+from ghdeploy.ssh import CommandResult
+
+if TYPE_CHECKING:
+    import httpx
+
+# Hosts an engine request may name: the app's ports on this machine's loopback, nothing else.
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1"})
+
+
+def this_host() -> Host:
+    """The machine we run on, named as people know it (its hostname)."""
+    return Host(hostname=socket.gethostname() or "localhost")
+
+
+class LocalConnection:
+    """Runs the engine's commands on this machine. Thread-safe: every call is its own process."""
+
+    def __init__(self, host: Host | None = None, env: dict[str, str] | None = None) -> None:
+        self.host = host or this_host()
+        # None: the children inherit our environment (DOCKER_HOST, PATH) as a login shell would.
+        self._env = env
+
+    def __repr__(self) -> str:
+        return f"<LocalConnection {self.host.label}>"
+
+    def __enter__(self) -> LocalConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to close: kept so callers treat every transport alike."""
+
+    def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        """Run argv (never through a shell string); stdin is written then closed.
+
+        The child gets its own session: a SIGTERM/SIGINT meant for the agent (systemd, Ctrl-C)
+        must not also kill a `docker compose up` half-way; the agent itself decides when to stop.
+        """
+        if not argv:
+            raise ValueError("empty argv")
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._env,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            # What a shell would say: the engine reads rc 127 as "not installed".
+            return CommandResult(rc=127, stdout="", stderr=f"{argv[0]}: command not found\n")
+        except OSError as exc:
+            raise GhdeployError(f"{self.host.label}: cannot start `{shlex.join(argv)}`: {exc}") from None
+        try:
+            out, err = proc.communicate(input=stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise GhdeployError(
+                f"{self.host.label}: `{shlex.join(argv)}` did not finish within {timeout:g} s (stopped it)",
+                "check the docker engine on this host, or raise the timeout",
+            ) from None
+        except BaseException:
+            # Interrupted while waiting (KeyboardInterrupt): do not leave the child behind.
+            _kill_group(proc)
+            raise
+        return CommandResult(
+            rc=proc.returncode,
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"),
+        )
+
+    def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        """Like run, but a non-zero exit status raises RemoteCommandError."""
+        result = self.run(argv, stdin=stdin, timeout=timeout)
+        if result.rc != 0:
+            raise RemoteCommandError(self.host.label, shlex.join(argv), result.rc, result.stderr)
+        return result
+
+    def http_client(self, timeout: float = 5.0) -> httpx.Client:
+        """An httpx.Client for http://localhost:PORT (sent to 127.0.0.1); any other host is refused.
+
+        No proxy settings from the environment apply (trust_env=False): an HTTP_PROXY meant for
+        the registry must not swallow the health checks.
+        """
+        import httpx
+
+        return httpx.Client(transport=_loopback_transport(), timeout=timeout, trust_env=False)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.communicate(timeout=5)
+
+
+def _loopback_transport() -> httpx.BaseTransport:
+    import httpx
+
+    class LoopbackTransport(httpx.HTTPTransport):
+        """Pins `localhost` to 127.0.0.1 (never ::1 or a resolver's answer) and refuses other hosts."""
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.scheme != "http" or request.url.host not in LOOPBACK_NAMES:
+                raise httpx.ConnectError(
+                    f"the local transport only reaches http://localhost, not {request.url.scheme}://{request.url.host}",
+                    request=request,
+                )
+            request.url = request.url.copy_with(host="127.0.0.1")
+            return super().handle_request(request)
+
+    return LoopbackTransport(retries=0, trust_env=False)
