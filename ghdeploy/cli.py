@@ -179,24 +179,26 @@ def build(
     ] = False,
 ) -> None:
     """Build the image from ./Dockerfile with COMMIT_SHA, BUILD_TIME, IMAGE_TAG; tag :TAG and :latest."""
-    from ghdeploy import images, render
+    from ghdeploy import render
+    from ghdeploy.commands.build import build as run_build
     from ghdeploy.config import BUILD_KEYS
 
     config = _config(BUILD_KEYS, {"IMAGE_TAG": tag})
     with _reporter() as reporter:
-        outcome = images.build_image(config, Path.cwd(), reporter, tag=tag, platform=platform, allow_dirty=allow_dirty)
+        outcome = run_build(config, Path.cwd(), reporter, tag=tag, platform=platform, allow_dirty=allow_dirty)
     render.build_result(outcome, STATE.json)
 
 
 @app.command()
 def push(tag: TagOpt = None) -> None:
     """Log in to ECR (token from boto3, on stdin) and push :TAG and :latest."""
-    from ghdeploy import images, render
+    from ghdeploy import render
+    from ghdeploy.commands.push import push as run_push
     from ghdeploy.config import PUSH_KEYS
 
     config = _config(PUSH_KEYS, {"IMAGE_TAG": tag})
     with _reporter() as reporter:
-        outcome = images.push_image(config, Path.cwd(), reporter, tag=tag)
+        outcome = run_push(config, Path.cwd(), reporter, tag=tag)
     render.push_result(outcome, STATE.json)
 
 
@@ -236,8 +238,10 @@ def deploy(
     ] = None,
 ) -> None:
     """Build, push, deploy every host (one at a time), then verify. Rolls a failed host back."""
-    from ghdeploy import pipeline, render
+    from ghdeploy import render
+    from ghdeploy.commands.deploy import deploy as run_deploy
     from ghdeploy.config import DEPLOY_KEYS, PUSH_KEYS
+    from ghdeploy.engine.fleet import HostOptions
 
     if push_only and deploy_only:
         raise ConfigError(
@@ -246,7 +250,7 @@ def deploy(
     mode = "push-only" if push_only else "deploy-only" if deploy_only else "full"
     config = _config(PUSH_KEYS if push_only else DEPLOY_KEYS, {"IMAGE_TAG": tag})
     with _reporter() as reporter, _Interrupts(reporter) as cancel:
-        report = pipeline.deploy(
+        report = run_deploy(
             config,
             Path.cwd(),
             reporter,
@@ -255,7 +259,7 @@ def deploy(
             mode=mode,
             allow_dirty=allow_dirty,
             platform=platform,
-            hosts_opts=pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
+            hosts_opts=HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
             batch=batch,
             dry_run=dry_run,
             message=message,
@@ -285,18 +289,20 @@ def rollback(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """Put back the image that ran before the last deploy (from each host's history), or --to TAG."""
-    from ghdeploy import pipeline, render
+    from ghdeploy import render
+    from ghdeploy.commands.rollback import rollback as run_rollback
     from ghdeploy.config import DEPLOY_KEYS, HOST_KEYS
+    from ghdeploy.engine.fleet import HostOptions
 
     needs = DEPLOY_KEYS if to else (*HOST_KEYS, "HEALTH_TIMEOUT", "DRAIN_TIMEOUT", "STOP_TIMEOUT", "ECR_REPOSITORY")
     config = _config(needs)
     with _reporter() as reporter, _Interrupts(reporter) as cancel:
-        report = pipeline.rollback(
+        report = run_rollback(
             config,
             reporter,
             cancel,
             to_tag=to,
-            hosts_opts=pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
+            hosts_opts=HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
             batch=batch,
             dry_run=dry_run,
             message=message,
@@ -310,11 +316,13 @@ def rollback(
 @app.command()
 def hosts(host: HostOpt = None) -> None:
     """List the hosts commands would work on, in deploy order (finds ASG_NAME's instances). Connects to none."""
-    from ghdeploy import pipeline, render
+    from ghdeploy import render
+    from ghdeploy.commands.hosts import hosts as run_hosts
+    from ghdeploy.engine.fleet import HostOptions
 
     config = _config(("EC2_HOST", "ASG_NAME", "SSH_ADDRESS", "SSH_USER"))
     with _reporter() as reporter:
-        found, notes = pipeline.resolve_hosts_with_notes(config, pipeline.HostOptions(only=host or []), reporter)
+        found, notes = run_hosts(config, HostOptions(only=host or []), reporter)
     source = f"ASG {config.text('ASG_NAME')}" if config.get("ASG_NAME") else "EC2_HOST"
     _finish(render.hosts_list(found, notes, source, STATE.json))
 
@@ -322,13 +330,13 @@ def hosts(host: HostOpt = None) -> None:
 @app.command()
 def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Per host: services, image, health, worker state, version, last deploy (all hosts at once)."""
-    from ghdeploy import pipeline, render
+    from ghdeploy import render
+    from ghdeploy.commands.status import status as run_status
+    from ghdeploy.engine.fleet import HostOptions
 
     config = _config(READ_KEYS)
     with _reporter() as reporter:
-        rows = pipeline.status(
-            config, pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter
-        )
+        rows = run_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
     _finish(render.status_table(rows, STATE.json))
 
 
@@ -342,14 +350,16 @@ def verify(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """Compare /health/version's commit_sha on every host with local HEAD (or --expect)."""
-    from ghdeploy import pipeline, render
+    from ghdeploy import render
+    from ghdeploy.commands.verify import verify as run_verify
+    from ghdeploy.engine.fleet import HostOptions
 
     config = _config(READ_KEYS)
     with _reporter() as reporter:
-        rows = pipeline.verify(
+        rows = run_verify(
             config,
             Path.cwd(),
-            pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
+            HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
             reporter,
             expect,
         )
@@ -363,26 +373,26 @@ def history(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """The deploy and rollback records kept on each host, newest last."""
-    from ghdeploy import pipeline, render
+    from ghdeploy import render
+    from ghdeploy.commands.history import history as run_history
+    from ghdeploy.engine.fleet import HostOptions
 
     config = _config(READ_KEYS)
     with _reporter() as reporter:
-        rows = pipeline.history(
-            config, pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, n
-        )
+        rows = run_history(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, n)
     _finish(render.history_table(rows, STATE.json))
 
 
 @lock_app.command("status")
 def lock_status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Show who holds each host's deploy lock, since when, and why."""
-    from ghdeploy import pipeline, render
+    from ghdeploy import render
+    from ghdeploy.commands.lock import lock_status as run_lock_status
+    from ghdeploy.engine.fleet import HostOptions
 
     config = _config(READ_KEYS)
     with _reporter() as reporter:
-        rows = pipeline.lock_status(
-            config, pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter
-        )
+        rows = run_lock_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
     _finish(render.lock_table(rows, STATE.json, "lock status"))
 
 
@@ -393,7 +403,9 @@ def lock_release(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """Free the deploy lock of the hosts (only when the deploy holding it is really gone)."""
-    from ghdeploy import pipeline, render
+    from ghdeploy import render
+    from ghdeploy.commands.lock import lock_release as run_lock_release
+    from ghdeploy.engine.fleet import HostOptions
 
     config = _config(READ_KEYS)
     if not yes:
@@ -405,9 +417,7 @@ def lock_release(
         ):
             raise typer.Exit(1)
     with _reporter() as reporter:
-        rows = pipeline.lock_release(
-            config, pipeline.HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter
-        )
+        rows = run_lock_release(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
     _finish(render.lock_table(rows, STATE.json, "lock release"))
 
 

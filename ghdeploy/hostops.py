@@ -8,28 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ghdeploy import remote_commands as rc
 from ghdeploy.errors import OperationFailed
 
 if TYPE_CHECKING:
-    import httpx
-
-    from ghdeploy.hosts import Host
-    from ghdeploy.ssh import CommandResult
-
-
-class Remote(Protocol):
-    """What hostops needs of a connection (ghdeploy.ssh.Connection satisfies it)."""
-
-    host: Host
-
-    def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult: ...
-
-    def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult: ...
-
-    def http_client(self, timeout: float = 5.0) -> httpx.Client: ...
+    from ghdeploy.transports.base import CommandResult, Remote
 
 
 @dataclass

@@ -11,7 +11,7 @@ from ghdeploy import remote_commands as rc
 from ghdeploy.errors import ExitCode, GhdeployError
 
 if TYPE_CHECKING:
-    from ghdeploy.hostops import Remote
+    from ghdeploy.transports.base import Remote
 
 
 class LockHeld(GhdeployError):

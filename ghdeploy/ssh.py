@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ghdeploy.errors import GhdeployError, HostKeyError, RemoteCommandError, SSHError
 from ghdeploy.hosts import Host, parse_host
+from ghdeploy.transports.base import CommandResult
 
 if TYPE_CHECKING:
     import ssl
@@ -58,13 +59,6 @@ class SSHSettings:
     ssh_config: Path | None = None  # an OpenSSH client config, e.g. ~/.ssh/config
     connect_timeout: float = 10.0
     keepalive: int = 15
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    rc: int
-    stdout: str
-    stderr: str
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from ghdeploy import deploy, hostops
+from ghdeploy import hostops
 from ghdeploy import remote_commands as rc
+from ghdeploy.engine import fleet as engine_fleet
+from ghdeploy.engine import host as engine
 from ghdeploy.errors import OperationFailed
 from ghdeploy.hostops import ImageRecord, ServiceState, Snapshot
 from ghdeploy.hosts import Host
@@ -17,7 +19,7 @@ from ghdeploy.waiting import Cancelled, Clock
 
 LAYOUT = rc.RemoteLayout(app_dir="/opt/ghosthands", compose_file="/opt/ghosthands/docker-compose.prod.yml")
 OLD = ImageRecord(image_id="sha256:" + "a" * 64, ref="reg/gh:old", repo_digest="reg/gh@sha256:" + "1" * 64)
-TARGET = deploy.Target(ref="reg/gh:new", label="gh:new", digest="sha256:" + "2" * 64)
+TARGET = engine.Target(ref="reg/gh:new", label="gh:new", digest="sha256:" + "2" * 64)
 
 
 class FakeConn:
@@ -49,16 +51,16 @@ class Steps:
         monkeypatch.setattr(hostops, "read_pending", step("read_pending", self.unfinished))
         monkeypatch.setattr(hostops, "clear_pending", step("clear_pending"))
         monkeypatch.setattr(hostops, "append_record", lambda conn, layout, record: self.records.append(record))
-        monkeypatch.setattr(deploy, "ensure_image", step("pull", "sha256:" + "b" * 64))
-        monkeypatch.setattr(deploy, "drain_all", step("drain", []))
-        monkeypatch.setattr(deploy, "switch_to", step("switch"))
-        monkeypatch.setattr(deploy, "wait_healthy", step("health", 0.1))
-        monkeypatch.setattr(deploy, "check_running", step("check"))
-        monkeypatch.setattr(deploy, "restore", step("restore", OLD.image_id))
+        monkeypatch.setattr(engine, "ensure_image", step("pull", "sha256:" + "b" * 64))
+        monkeypatch.setattr(engine, "drain_all", step("drain", []))
+        monkeypatch.setattr(engine, "switch_to", step("switch"))
+        monkeypatch.setattr(engine, "wait_healthy", step("health", 0.1))
+        monkeypatch.setattr(engine, "check_running", step("check"))
+        monkeypatch.setattr(engine, "restore", step("restore", OLD.image_id))
 
 
-def operation(cancel: threading.Event | None = None) -> deploy.Operation:
-    return deploy.Operation(
+def operation(cancel: threading.Event | None = None) -> engine.Operation:
+    return engine.Operation(
         layout=LAYOUT,
         reporter=RecordingReporter(),
         api_port=3100,
@@ -74,7 +76,7 @@ def operation(cancel: threading.Event | None = None) -> deploy.Operation:
 
 def test_success_runs_every_step_in_order_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
     steps = Steps(monkeypatch)
-    result = deploy.run_host(operation(), FakeConn("h1"), TARGET)
+    result = engine.run_host(operation(), FakeConn("h1"), TARGET)
     assert result.result == "succeeded"
     assert steps.calls == [
         "snapshot",
@@ -94,7 +96,7 @@ def test_success_runs_every_step_in_order_and_records_it(monkeypatch: pytest.Mon
 
 def test_a_failed_pull_changes_nothing_and_does_not_roll_back(monkeypatch: pytest.MonkeyPatch) -> None:
     steps = Steps(monkeypatch, fail={"pull": OperationFailed("h1: docker compose pull failed")})
-    result = deploy.run_host(operation(), FakeConn("h1"), TARGET)
+    result = engine.run_host(operation(), FakeConn("h1"), TARGET)
     assert result.result == "failed"
     assert "restore" not in steps.calls and "switch" not in steps.calls
     assert result.error == "docker compose pull failed"  # the host label is not repeated
@@ -103,7 +105,7 @@ def test_a_failed_pull_changes_nothing_and_does_not_roll_back(monkeypatch: pytes
 
 def test_an_unhealthy_image_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:
     steps = Steps(monkeypatch, fail={"health": OperationFailed("h1: /health did not answer 200 within 5s")})
-    result = deploy.run_host(operation(), FakeConn("h1"), TARGET)
+    result = engine.run_host(operation(), FakeConn("h1"), TARGET)
     assert result.result == "rolled back"
     assert steps.calls[-2:] == ["restore", "clear_pending"]
     assert result.image_id == OLD.image_id
@@ -120,7 +122,7 @@ def test_a_failed_rollback_is_reported_loudly(monkeypatch: pytest.MonkeyPatch) -
         },
     )
     op = operation()
-    result = deploy.run_host(op, FakeConn("h1"), TARGET)
+    result = engine.run_host(op, FakeConn("h1"), TARGET)
     assert result.result == "rollback failed"
     assert any("rollback failed: the previous image" in n for n in result.notes)
     assert any("ROLLBACK FAILED" in w for w in op.reporter.messages("warn"))  # type: ignore[attr-defined]
@@ -136,15 +138,15 @@ def test_interrupt_before_the_switch_leaves_the_host_untouched(monkeypatch: pyte
         cancel.set()
         return "sha256:" + "b" * 64
 
-    monkeypatch.setattr(deploy, "ensure_image", pull_then_interrupt)
-    result = deploy.run_host(operation(cancel), FakeConn("h1"), TARGET)
+    monkeypatch.setattr(engine, "ensure_image", pull_then_interrupt)
+    result = engine.run_host(operation(cancel), FakeConn("h1"), TARGET)
     assert result.result == "untouched" and result.error == "interrupted"
     assert "drain" not in steps.calls and "restore" not in steps.calls
 
 
 def test_interrupt_mid_switch_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     steps = Steps(monkeypatch, fail={"health": Cancelled()})
-    result = deploy.run_host(operation(), FakeConn("h1"), TARGET)
+    result = engine.run_host(operation(), FakeConn("h1"), TARGET)
     assert result.result == "rolled back" and result.error == "interrupted"
     assert "restore" in steps.calls
 
@@ -153,15 +155,15 @@ def test_rolling_stops_at_the_first_failure(monkeypatch: pytest.MonkeyPatch) -> 
     ran: list[str] = []
 
     def fake_run_host(
-        op: deploy.Operation, conn: Any, target: deploy.Target, action: str = "deploy"
-    ) -> deploy.HostResult:
+        op: engine.Operation, conn: Any, target: engine.Target, action: str = "deploy"
+    ) -> engine.HostResult:
         ran.append(conn.host.hostname)
         result = "rolled back" if conn.host.hostname == "h2" else "succeeded"
-        return deploy.HostResult(host=conn.host.hostname, action=action, result=result, target=target)
+        return engine.HostResult(host=conn.host.hostname, action=action, result=result, target=target)
 
-    monkeypatch.setattr(deploy, "run_host", fake_run_host)
+    monkeypatch.setattr(engine_fleet, "run_host", fake_run_host)
     conns = {name: FakeConn(name) for name in ("h1", "h2", "h3", "h4")}
-    fleet = deploy.rolling(operation(), conns, list(conns), lambda label: TARGET, 1, "deploy")  # type: ignore[arg-type]
+    fleet = engine_fleet.rolling(operation(), conns, list(conns), lambda label: TARGET, 1, "deploy")  # type: ignore[arg-type]
     assert ran == ["h1", "h2"]
     assert [h.result for h in fleet.hosts] == ["succeeded", "rolled back", "untouched", "untouched"]
     assert fleet.counts() == {
@@ -181,16 +183,16 @@ def test_rolling_in_batches_and_interruption(monkeypatch: pytest.MonkeyPatch) ->
     ran: list[str] = []
 
     def fake_run_host(
-        op: deploy.Operation, conn: Any, target: deploy.Target, action: str = "deploy"
-    ) -> deploy.HostResult:
+        op: engine.Operation, conn: Any, target: engine.Target, action: str = "deploy"
+    ) -> engine.HostResult:
         ran.append(conn.host.hostname)
         if conn.host.hostname == "h2":
             cancel.set()
-        return deploy.HostResult(host=conn.host.hostname, action=action, result="succeeded", target=target)
+        return engine.HostResult(host=conn.host.hostname, action=action, result="succeeded", target=target)
 
-    monkeypatch.setattr(deploy, "run_host", fake_run_host)
+    monkeypatch.setattr(engine_fleet, "run_host", fake_run_host)
     conns = {name: FakeConn(name) for name in ("h1", "h2", "h3", "h4")}
-    fleet = deploy.rolling(operation(cancel), conns, list(conns), lambda label: TARGET, 2, "deploy")  # type: ignore[arg-type]
+    fleet = engine_fleet.rolling(operation(cancel), conns, list(conns), lambda label: TARGET, 2, "deploy")  # type: ignore[arg-type]
     assert sorted(ran) == ["h1", "h2"]
     assert fleet.interrupted and int(fleet.exit_code) == 130
     assert [h.result for h in fleet.hosts] == ["succeeded", "succeeded", "untouched", "untouched"]
@@ -204,7 +206,7 @@ def test_an_unfinished_deploy_found_on_the_host_is_reported(monkeypatch: pytest.
         lambda conn, layout: {"action": "deploy", "time": "2026-11-26T03:00:00Z", "operator": "al@lap"},
     )
     op = operation()
-    result = deploy.run_host(op, FakeConn("h1"), TARGET)
+    result = engine.run_host(op, FakeConn("h1"), TARGET)
     assert result.result == "succeeded"
     assert any("unfinished deploy from 2026-11-26T03:00:00Z by al@lap" in n for n in result.notes)
     assert any("unfinished deploy" in w for w in op.reporter.messages("warn"))  # type: ignore[attr-defined]
@@ -212,7 +214,7 @@ def test_an_unfinished_deploy_found_on_the_host_is_reported(monkeypatch: pytest.
 
 
 def test_rollback_target_walks_back_through_deploys() -> None:
-    from ghdeploy.pipeline import previous_from_history
+    from ghdeploy.commands.rollback import previous_from_history
 
     def rec(action: str, result: str, frm: str | None, to: str) -> dict[str, Any]:
         return {"action": action, "result": result, "from": {"image_id": frm} if frm else None, "image_id": to}

@@ -515,7 +515,7 @@ class _LoginRemote:
 
 
 def test_deploy_login_puts_the_token_on_stdin_not_argv() -> None:
-    from ghdeploy.deploy import Operation, Target, ensure_image
+    from ghdeploy.engine.host import Operation, Target, ensure_image
     from ghdeploy.progress import NullReporter
     from ghdeploy.registry import RegistryAuth
 

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from ghdeploy import __version__, render
-from ghdeploy.deploy import FleetResult, HostResult, Target
+from ghdeploy.commands.history import HostHistory
+from ghdeploy.commands.lock import HostLock
 from ghdeploy.errors import ConfigError, ExitCode, HostKeyError, OperationFailed
 from ghdeploy.hostops import ImageRecord
 from ghdeploy.images import BuildOutcome, PushOutcome
-from ghdeploy.pipeline import DeployReport, HostHistory, HostLock
+from ghdeploy.results import DeployReport, FleetResult, HostResult, Target
 from ghdeploy.status import HostStatus, VerifyRow
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ghosthands"

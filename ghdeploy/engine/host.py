@@ -1,21 +1,18 @@
-"""The deploy sequence on one host, and the rolling deploy over a fleet.
+"""The deploy sequence on one host, written once and run over any transport.
 
-Per host (DESIGN.md "Deploy, per host"): record what runs, make the new image present (login on
-stdin + pull, digest checked), drain the worker, switch (`compose up -d`, targeted workers), wait
-for /health, and on any failure after the switch began put back the exact image recorded first.
+Per host: record what runs, make the new image present (login on stdin + pull, digest checked),
+drain the worker, switch (`compose up -d`, targeted workers), wait for /health, and on any
+failure after the switch began put back the exact image recorded first.
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import secrets
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,28 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 from ghdeploy import __version__, hostops
 from ghdeploy import remote_commands as rc
-from ghdeploy.errors import ExitCode, GhdeployError, OperationFailed, PreflightError
-from ghdeploy.hostops import ImageRecord, Remote, Snapshot
+from ghdeploy.errors import GhdeployError, OperationFailed
+from ghdeploy.hostops import ImageRecord, Snapshot
 from ghdeploy.progress import Reporter
+from ghdeploy.results import HostResult, Target
+from ghdeploy.transports.base import Remote
 from ghdeploy.waiting import HEALTH_INTERVAL, Cancelled, Clock, drain_worker, health_ok, wait_for, worker_health
 
 if TYPE_CHECKING:
-    from ghdeploy.hosts import Host
     from ghdeploy.registry import RegistryAuth
-    from ghdeploy.ssh import Connection, SSHSettings
 
-
-@dataclass(frozen=True)
-class Target:
-    """The image a host should end up running."""
-
-    ref: str  # what ECR_IMAGE becomes on the host
-    label: str  # for people: repo:tag
-    digest: str | None = None  # registry digest the pulled image must have
-    image_id: str | None = None  # exact image ID, when known (rollback to a recorded image)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ref": self.ref, "label": self.label, "digest": self.digest, "image_id": self.image_id}
+__all__ = ["HostResult", "Operation", "Target", "run_host"]
 
 
 @dataclass
@@ -63,78 +49,6 @@ class Operation:
     cancel: threading.Event = field(default_factory=threading.Event)
     operator: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
     message: str | None = None
-
-
-RESULTS = ("succeeded", "rolled back", "rollback failed", "failed", "untouched")
-
-
-@dataclass
-class HostResult:
-    host: str
-    action: str = "deploy"
-    result: str = "untouched"
-    from_image: ImageRecord | None = None
-    target: Target | None = None
-    image_id: str | None = None
-    phases: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-    duration: float = 0.0
-
-    @property
-    def succeeded(self) -> bool:
-        return self.result == "succeeded"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "action": self.action,
-            "result": self.result,
-            "succeeded": self.succeeded,
-            "from": self.from_image.to_dict() if self.from_image else None,
-            "to": self.target.to_dict() if self.target else None,
-            "image_id": self.image_id,
-            "phases": {k: round(v, 3) for k, v in self.phases.items()},
-            "duration_s": round(self.duration, 3),
-            "error": self.error,
-            "notes": self.notes,
-        }
-
-
-@dataclass
-class FleetResult:
-    action: str
-    target: Target | None
-    hosts: list[HostResult]
-    interrupted: bool = False
-    duration: float = 0.0
-
-    @property
-    def succeeded(self) -> bool:
-        return bool(self.hosts) and all(h.succeeded for h in self.hosts) and not self.interrupted
-
-    def counts(self) -> dict[str, int]:
-        counts = {name: 0 for name in RESULTS}
-        for h in self.hosts:
-            counts[h.result] = counts.get(h.result, 0) + 1
-        return {"total": len(self.hosts), **counts}
-
-    @property
-    def exit_code(self) -> ExitCode:
-        if self.interrupted:
-            return ExitCode.INTERRUPTED
-        return ExitCode.OK if self.succeeded else ExitCode.FAILED
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "target": self.target.to_dict() if self.target else None,
-            "succeeded": self.succeeded,
-            "interrupted": self.interrupted,
-            "summary": self.counts(),
-            "duration_s": round(self.duration, 3),
-            "hosts": [h.to_dict() for h in self.hosts],
-        }
 
 
 def now_iso() -> str:
@@ -443,126 +357,3 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
                 result.notes.append(f"could not write the history record: {exc}")
                 op.reporter.warn(f"{label}: could not write the history record: {exc}")
     return result
-
-
-# --- the fleet ------------------------------------------------------------------------------
-
-
-def parallel(items: list[Any], fn: Callable[[Any], Any], limit: int = 16) -> list[Any]:
-    """fn over items in threads; results in order.
-
-    The main thread waits in short slices: Python runs signal handlers only in the main thread,
-    and a SIGINT that the kernel hands to one of the worker threads would otherwise wait until
-    every host was done before the deploy heard of it.
-    """
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=min(limit, len(items))) as pool:
-        futures = [pool.submit(fn, item) for item in items]
-        pending = set(futures)
-        while pending:
-            _, pending = futures_wait(pending, timeout=0.1)
-        return [f.result() for f in futures]
-
-
-def connect_all(
-    hosts: list[Host], settings: SSHSettings, reporter: Reporter
-) -> tuple[dict[str, Connection], dict[str, GhdeployError]]:
-    """Connect to every host at once; return the connections and the errors, by host label."""
-    from ghdeploy.ssh import connect
-
-    conns: dict[str, Connection] = {}
-    errors: dict[str, GhdeployError] = {}
-
-    def one(host: Host) -> None:
-        reporter.step(host.label, "connecting")
-        try:
-            conns[host.label] = connect(host, settings)
-            reporter.step(host.label, "connected")
-        except GhdeployError as exc:
-            errors[host.label] = exc
-            reporter.step(host.label, "unreachable")
-
-    parallel(hosts, one, limit=32)
-    return conns, errors
-
-
-def close_all(conns: dict[str, Connection]) -> None:
-    for conn in conns.values():
-        with contextlib.suppress(Exception):  # closing is best effort; the work is done
-            conn.close()
-
-
-def preflight_hosts(conns: dict[str, Connection], layout: rc.RemoteLayout, reporter: Reporter) -> dict[str, str]:
-    """Docker, compose, the app directory and compose file on every host; problems by host label."""
-    problems: dict[str, str] = {}
-
-    def one(item: tuple[str, Connection]) -> None:
-        label, conn = item
-        reporter.step(label, "preflight")
-        try:
-            res = conn.run(rc.preflight(layout), timeout=60)
-        except GhdeployError as exc:
-            problems[label] = str(exc)
-            return
-        if res.rc != 0:
-            what = rc.PREFLIGHT_CODES.get(res.rc, f"preflight failed (exit {res.rc}): {res.stderr.strip()[-200:]}")
-            if res.rc == 13:
-                what += f" ({layout.app_dir})"
-            elif res.rc == 14:
-                what += f" ({layout.compose_file})"
-            problems[label] = what
-        else:
-            reporter.step(label, "ready")
-
-    parallel(list(conns.items()), one, limit=32)
-    return problems
-
-
-def raise_for_host_problems(problems: dict[str, str], hint: str | None = None) -> None:
-    if problems:
-        lines = [f"{host}: {problem}" for host, problem in problems.items()]
-        raise PreflightError(
-            f"{len(problems)} host(s) not ready, no host was touched:\n  " + "\n  ".join(lines),
-            hint,
-        )
-
-
-def rolling(
-    op: Operation,
-    conns: dict[str, Connection],
-    order: list[str],
-    target_for: Callable[[str], Target],
-    batch: int,
-    action: str,
-) -> FleetResult:
-    """Deploy host by host (or `batch` at a time); stop at the first failure or interruption."""
-    start = time.monotonic()
-    results: dict[str, HostResult] = {label: HostResult(host=label, action=action) for label in order}
-    if len(order) > batch:
-        for n, label in enumerate(order, 1):
-            op.reporter.step(label, f"waiting its turn ({n} of {len(order)})")
-    stopped = False
-    for i in range(0, len(order), max(1, batch)):
-        group = order[i : i + batch]
-        if stopped or op.cancel.is_set():
-            break
-        outcomes = parallel(group, lambda label: run_host(op, conns[label], target_for(label), action))
-        for outcome in outcomes:
-            results[outcome.host] = outcome
-            op.reporter.step(outcome.host, outcome.result)
-        if any(not o.succeeded for o in outcomes):
-            stopped = True
-    for label in order:
-        if results[label].result == "untouched" and results[label].target is None:
-            results[label].notes.append("not reached: the rollout stopped before this host")
-            op.reporter.step(label, "untouched (the rollout stopped before this host)")
-    first = next(iter(results.values()), None)
-    target = first.target if first else None
-    return FleetResult(
-        action=action,
-        target=target,
-        hosts=[results[label] for label in order],
-        interrupted=op.cancel.is_set(),
-        duration=time.monotonic() - start,
-    )

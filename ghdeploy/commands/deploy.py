@@ -1,0 +1,166 @@
+"""`ghdeploy deploy`: build, push, then the rolling deploy over the fleet, then verify."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ghdeploy import hostops, locks, registry
+from ghdeploy import remote_commands as rc
+from ghdeploy.commands.common import operation, resolve_hosts
+from ghdeploy.config import Config
+from ghdeploy.engine.fleet import Fleet, HostOptions, open_fleet, rolling
+from ghdeploy.engine.host import Operation
+from ghdeploy.errors import ConfigError, LocalToolError, PreflightError
+from ghdeploy.gitinfo import git_state
+from ghdeploy.hosts import Host
+from ghdeploy.images import build_image, default_tag, planned_build, push_image, validate_tag
+from ghdeploy.progress import Reporter
+from ghdeploy.results import DeployReport, Target
+from ghdeploy.status import verify_host
+from ghdeploy.waiting import CancelToken
+
+
+def deploy_plan(fleet: Fleet, op: Operation, target: Target) -> list[dict[str, Any]]:
+    """The exact commands a deploy would run on each host, from what runs there now. Read-only."""
+    plan: list[dict[str, Any]] = []
+    layout = fleet.layout
+    cfg = f"{layout.state_dir}/docker-config-XXXXXXXXXXXX"
+    for label in fleet.order:
+        conn = fleet.conns[label]
+        snapshot = hostops.read_snapshot(conn, layout)
+        holder = locks.read(conn, layout)
+        current = snapshot.app_image
+        commands = [
+            rc.render(rc.acquire_lock(layout)) + "   # stdin: lock record",
+            rc.render(rc.write_file(layout.state_dir, layout.pending_file)) + "   # stdin: what runs now",
+        ]
+        if op.auth is not None:
+            commands.append(
+                rc.render(rc.registry_login(op.auth.registry, op.auth.username, cfg)) + "   # stdin: ECR token"
+            )
+            commands.append(rc.render(rc.compose_pull(layout, target.ref, cfg)))
+            commands.append(rc.render(rc.remove_dir(cfg)))
+        commands.append(
+            f"GET/POST localhost:{op.worker_port}/worker/health, /worker/drain   # drain, up to {op.drain_timeout:g}s"
+        )
+        for worker in snapshot.targeted:
+            if worker.running and worker.status_port:
+                commands.append(f"GET/POST localhost:{worker.status_port}/worker/drain   # {worker.spec.name}")
+        commands.append(rc.render(rc.compose_rm(layout, target.ref, "worker")))
+        for worker in snapshot.targeted:
+            if worker.running:
+                commands.append(rc.render(rc.stop_container(worker.spec.name, op.stop_timeout)))
+        commands.append(rc.render(rc.compose_up(layout, target.ref)))
+        for worker in snapshot.targeted:
+            commands.append(
+                rc.render(rc.run_container(layout, worker.spec, target.ref)) + "   # stdin: its environment"
+            )
+        commands.append(f"GET localhost:{op.api_port}/health   # until 200, up to {op.health_timeout:g}s")
+        commands.append(rc.render(rc.append_file(layout.state_dir, layout.history_file)) + "   # stdin: history record")
+        commands.append(rc.render(rc.remove_file(layout.pending_file)))
+        commands.append(rc.render(rc.release_lock(layout, "XXXXXXXXXXXXXXXX")) + "   # only if still ours")
+        plan.append(
+            {
+                "host": label,
+                "current": current.to_dict() if current else None,
+                "lock": holder,
+                "rollback_to": current.to_dict() if current else None,
+                "commands": commands,
+            }
+        )
+    return plan
+
+
+def deploy(
+    config: Config,
+    cwd: Path,
+    reporter: Reporter,
+    cancel: threading.Event,
+    *,
+    tag: str | None,
+    mode: str,  # "full" | "push-only" | "deploy-only"
+    allow_dirty: bool = False,
+    platform: str | None = None,
+    hosts_opts: HostOptions | None = None,
+    batch: int = 1,
+    dry_run: bool = False,
+    message: str | None = None,
+    expect_sha: str | None = None,
+) -> DeployReport:
+    opts = hosts_opts or HostOptions()
+    timings: dict[str, float] = {}
+    if tag:
+        validate_tag(tag)
+    hosts: list[Host] = []
+    if mode != "push-only":
+        hosts = resolve_hosts(config, opts, reporter)
+    report = DeployReport(tag=tag or "", timings=timings)
+
+    builds = mode in ("full", "push-only")
+    if builds and dry_run:
+        # Same checks as the build (clean tree, Dockerfile), so the plan is what the real run would do.
+        report.tag, _ = planned_build(config, cwd, tag, allow_dirty)
+        reporter.info(f"dry run: would build {config.image_name}:{report.tag} and push it and :latest")
+        if mode == "push-only":
+            report.plan = []
+            return report
+    elif builds:
+        t = time.monotonic()
+        report.build = build_image(config, cwd, reporter, tag=tag, platform=platform, allow_dirty=allow_dirty)
+        timings["build"] = time.monotonic() - t
+        report.tag = report.build.tag
+        expect_sha = expect_sha or report.build.commit_sha
+        t = time.monotonic()
+        report.push = push_image(config, cwd, reporter, tag=report.tag)
+        timings["push"] = time.monotonic() - t
+        if mode == "push-only":
+            return report
+    else:
+        git = None
+        if not tag and not config.get("IMAGE_TAG"):
+            try:
+                git = git_state(cwd)
+            except LocalToolError as exc:
+                raise ConfigError(
+                    f"no tag given, and the tag cannot default to HEAD's short SHA: {exc.message}",
+                    "pass --tag TAG (or set IMAGE_TAG), or run from the app's git checkout",
+                ) from None
+        report.tag = default_tag(config, tag, git)
+
+    t = time.monotonic()
+    reporter.step(None, f"resolving {config.repository}:{report.tag} in {config.registry}")
+    auth = registry.get_login(config.text("AWS_REGION"), config.registry)
+    if builds and dry_run:
+        # The tag need not exist yet: the build and push of the real run would create it.
+        digest = registry.resolve_digest(auth, config.repository, report.tag)
+    else:
+        digest = registry.require_digest(auth, config.repository, report.tag)
+    if report.push and report.push.digest != digest:
+        raise PreflightError(f"the registry says {report.tag} is {digest}, but we pushed {report.push.digest}")
+    target = Target(ref=f"{config.image_name}:{report.tag}", label=f"{config.repository}:{report.tag}", digest=digest)
+    reporter.info(f"{target.label} is {digest or 'not in the registry yet'}")
+    op = operation(config, reporter, cancel, message)
+    op.auth = auth
+    lock = None if dry_run else locks.lock_info(op.operator, "deploy", report.tag, message)
+    fleet = open_fleet(config, hosts, opts, reporter, lock)
+    if lock is not None and isinstance(cancel, CancelToken):
+        cancel.arm()  # from here an interrupt stops at a safe point instead of at once
+    timings["preflight"] = time.monotonic() - t
+    try:
+        if dry_run:
+            report.plan = deploy_plan(fleet, op, target)
+            return report
+        t = time.monotonic()
+        report.fleet = rolling(op, fleet.conns, fleet.order, lambda _label: target, batch, "deploy")
+        timings["deploy"] = time.monotonic() - t
+        if report.fleet.succeeded and mode == "full" and expect_sha:
+            t = time.monotonic()
+            reporter.step(None, "verifying /health/version on every host")
+            report.verify = [verify_host(fleet.conns[label], op.api_port, expect_sha) for label in fleet.order]
+            timings["verify"] = time.monotonic() - t
+    finally:
+        fleet.close()
+    return report

@@ -1,0 +1,30 @@
+"""`ghdeploy history`: the deploy and rollback records kept on each host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ghdeploy import hostops
+from ghdeploy.commands.common import per_host
+from ghdeploy.config import Config
+from ghdeploy.engine.fleet import HostOptions, layout_of
+from ghdeploy.progress import Reporter
+
+
+@dataclass
+class HostHistory:
+    host: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def history(config: Config, opts: HostOptions, reporter: Reporter, limit: int) -> list[HostHistory]:
+    layout = layout_of(config)
+    return per_host(
+        config,
+        opts,
+        reporter,
+        lambda conn: HostHistory(host=conn.host.label, records=hostops.read_history(conn, layout, limit)),
+        lambda label, exc: HostHistory(host=label, error=str(exc)),
+    )

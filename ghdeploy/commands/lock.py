@@ -1,0 +1,46 @@
+"""`ghdeploy lock status|release`: who holds each host's deploy lock; free a stale one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ghdeploy import locks
+from ghdeploy.commands.common import per_host
+from ghdeploy.config import Config
+from ghdeploy.engine.fleet import HostOptions, layout_of
+from ghdeploy.progress import Reporter
+
+if TYPE_CHECKING:
+    from ghdeploy.ssh import Connection
+
+
+@dataclass
+class HostLock:
+    host: str
+    holder: dict[str, Any] | None = None
+    error: str | None = None
+    released: bool = False
+
+
+def lock_status(config: Config, opts: HostOptions, reporter: Reporter) -> list[HostLock]:
+    layout = layout_of(config)
+    return per_host(
+        config,
+        opts,
+        reporter,
+        lambda conn: HostLock(host=conn.host.label, holder=locks.read(conn, layout)),
+        lambda label, exc: HostLock(host=label, error=str(exc)),
+    )
+
+
+def lock_release(config: Config, opts: HostOptions, reporter: Reporter) -> list[HostLock]:
+    layout = layout_of(config)
+
+    def release(conn: Connection) -> HostLock:
+        holder = locks.read(conn, layout)
+        if holder is not None:
+            locks.release(conn, layout)
+        return HostLock(host=conn.host.label, holder=holder, released=holder is not None)
+
+    return per_host(config, opts, reporter, release, lambda label, exc: HostLock(host=label, error=str(exc)))

@@ -1,0 +1,127 @@
+"""`ghdeploy rollback`: put back the image each host ran before its last deploy, or --to TAG."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from ghdeploy import hostops, locks, registry
+from ghdeploy.commands.common import operation, resolve_hosts
+from ghdeploy.commands.deploy import deploy_plan
+from ghdeploy.config import Config
+from ghdeploy.engine.fleet import Fleet, HostOptions, open_fleet, raise_for_host_problems, rolling
+from ghdeploy.images import validate_tag
+from ghdeploy.progress import Reporter
+from ghdeploy.results import DeployReport, Target
+from ghdeploy.waiting import CancelToken
+
+
+def previous_from_history(history: list[dict[str, Any]], running: str | None) -> hostops.ImageRecord | None:
+    """The image that ran before the deploy that put `running` (an image ID) on this host.
+
+    Walking back through deploys rather than taking the last record means a second rollback goes
+    one release further back instead of flipping between the last two images.
+    """
+    for record in reversed(history):
+        if (
+            record.get("action") == "deploy"
+            and record.get("result") == "succeeded"
+            and record.get("image_id") == running
+        ):
+            return hostops.ImageRecord.from_dict(record.get("from"))
+    return None
+
+
+def rollback(
+    config: Config,
+    reporter: Reporter,
+    cancel: threading.Event,
+    *,
+    to_tag: str | None,
+    hosts_opts: HostOptions | None = None,
+    batch: int = 1,
+    dry_run: bool = False,
+    message: str | None = None,
+) -> DeployReport:
+    opts = hosts_opts or HostOptions()
+    hosts = resolve_hosts(config, opts, reporter)
+    t0 = time.monotonic()
+    auth = None
+    shared_target: Target | None = None
+    if to_tag:
+        validate_tag(to_tag)
+        auth = registry.get_login(config.text("AWS_REGION"), config.registry)
+        digest = registry.require_digest(auth, config.repository, to_tag)
+        shared_target = Target(
+            ref=f"{config.image_name}:{to_tag}", label=f"{config.repository}:{to_tag}", digest=digest
+        )
+    op = operation(config, reporter, cancel, message)
+    op.auth = auth
+    lock = None if dry_run else locks.lock_info(op.operator, "rollback", to_tag or "previous", message)
+    fleet = open_fleet(config, hosts, opts, reporter, lock)
+    if lock is not None and isinstance(cancel, CancelToken):
+        cancel.arm()  # from here an interrupt stops at a safe point instead of at once
+    report = DeployReport(tag=to_tag or "previous")
+    try:
+        targets: dict[str, Target] = {}
+        problems: dict[str, str] = {}
+        for label in fleet.order:
+            if shared_target is not None:
+                targets[label] = shared_target
+                continue
+            conn = fleet.conns[label]
+            running = hostops.read_snapshot(conn, fleet.layout).app_image
+            running_id = running.image_id if running else None
+            previous = previous_from_history(hostops.read_history(conn, fleet.layout, 1000), running_id)
+            if previous is None or not previous.image_id:
+                what = (running.tag or running_id[:19]) if running and running_id else "nothing"
+                problems[label] = (
+                    f"runs {what}; no deploy in this host's history put it there after another image: "
+                    "nothing to roll back to"
+                )
+                continue
+            ref = previous.ref or previous.restore_ref or previous.image_id
+            targets[label] = Target(
+                ref=ref,
+                label=f"{config.repository}:{previous.tag}" if previous.tag else previous.image_id[:19],
+                digest=None,
+                image_id=previous.image_id,
+            )
+        if problems:
+            raise_for_host_problems(problems, "use `ghdeploy rollback --to TAG` to name the image")
+        report.timings["preflight"] = time.monotonic() - t0
+        if dry_run:
+            report.plan = [
+                {"host": label, "rollback_to": targets[label].to_dict(), "commands": []} for label in fleet.order
+            ]
+            for item in report.plan:
+                sub = deploy_plan(
+                    Fleet(hosts=[h for h in hosts if h.label == item["host"]], conns=fleet.conns, layout=fleet.layout),
+                    op,
+                    targets[item["host"]],
+                )
+                item["current"] = sub[0]["current"]
+                item["commands"] = sub[0]["commands"]
+            return report
+        # A recorded image may be known only by ID; ensure_image then finds it locally by ref or ID.
+        t = time.monotonic()
+        report.fleet = rolling(
+            op, fleet.conns, fleet.order, lambda label: _local_target(fleet, label, targets[label]), batch, "rollback"
+        )
+        report.timings["rollback"] = time.monotonic() - t
+    finally:
+        fleet.close()
+    return report
+
+
+def _local_target(fleet: Fleet, label: str, target: Target) -> Target:
+    """For a recorded image, the reference that still names exactly it on the host."""
+    if target.image_id is None:
+        return target
+    conn = fleet.conns[label]
+    for candidate in (target.ref, target.image_id):
+        info = hostops.local_image(conn, candidate)
+        if info is not None and info.get("Id") == target.image_id:
+            return Target(ref=candidate, label=target.label, digest=None, image_id=target.image_id)
+    return target

@@ -1,0 +1,232 @@
+"""Work on many hosts at once: connect, preflight, lock, and the rolling deploy."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ghdeploy import locks
+from ghdeploy import remote_commands as rc
+from ghdeploy.config import Config
+from ghdeploy.engine.host import Operation, run_host
+from ghdeploy.errors import GhdeployError, PreflightError
+from ghdeploy.hosts import Host
+from ghdeploy.progress import Reporter
+from ghdeploy.results import FleetResult, HostResult, Target
+
+if TYPE_CHECKING:
+    from ghdeploy.ssh import Connection, SSHSettings
+
+
+@dataclass
+class HostOptions:
+    only: list[str] = field(default_factory=list)  # --host
+    accept_new_host_key: bool = False
+
+
+def layout_of(config: Config) -> rc.RemoteLayout:
+    return rc.RemoteLayout(app_dir=config.text("GHOSTHANDS_DIR").rstrip("/") or "/", compose_file=config.compose_file)
+
+
+def ssh_settings(config: Config, accept_new: bool) -> SSHSettings:
+    from ghdeploy.ssh import SSHSettings
+
+    ssh_config = config.path("SSH_CONFIG") if config.get("SSH_CONFIG") else None
+    return SSHSettings(
+        key_file=config.path("EC2_KEY") if config.get("EC2_KEY") else None,
+        known_hosts=config.path("SSH_KNOWN_HOSTS"),
+        accept_new_host_key=accept_new,
+        ssh_config=ssh_config if ssh_config and ssh_config.is_file() else None,
+    )
+
+
+def parallel(items: list[Any], fn: Callable[[Any], Any], limit: int = 16) -> list[Any]:
+    """fn over items in threads; results in order.
+
+    The main thread waits in short slices: Python runs signal handlers only in the main thread,
+    and a SIGINT that the kernel hands to one of the worker threads would otherwise wait until
+    every host was done before the deploy heard of it.
+    """
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(limit, len(items))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        pending = set(futures)
+        while pending:
+            _, pending = futures_wait(pending, timeout=0.1)
+        return [f.result() for f in futures]
+
+
+def connect_all(
+    hosts: list[Host], settings: SSHSettings, reporter: Reporter
+) -> tuple[dict[str, Connection], dict[str, GhdeployError]]:
+    """Connect to every host at once; return the connections and the errors, by host label."""
+    from ghdeploy.ssh import connect
+
+    conns: dict[str, Connection] = {}
+    errors: dict[str, GhdeployError] = {}
+
+    def one(host: Host) -> None:
+        reporter.step(host.label, "connecting")
+        try:
+            conns[host.label] = connect(host, settings)
+            reporter.step(host.label, "connected")
+        except GhdeployError as exc:
+            errors[host.label] = exc
+            reporter.step(host.label, "unreachable")
+
+    parallel(hosts, one, limit=32)
+    return conns, errors
+
+
+def close_all(conns: dict[str, Connection]) -> None:
+    for conn in conns.values():
+        with contextlib.suppress(Exception):  # closing is best effort; the work is done
+            conn.close()
+
+
+def preflight_hosts(conns: dict[str, Connection], layout: rc.RemoteLayout, reporter: Reporter) -> dict[str, str]:
+    """Docker, compose, the app directory and compose file on every host; problems by host label."""
+    problems: dict[str, str] = {}
+
+    def one(item: tuple[str, Connection]) -> None:
+        label, conn = item
+        reporter.step(label, "preflight")
+        try:
+            res = conn.run(rc.preflight(layout), timeout=60)
+        except GhdeployError as exc:
+            problems[label] = str(exc)
+            return
+        if res.rc != 0:
+            what = rc.PREFLIGHT_CODES.get(res.rc, f"preflight failed (exit {res.rc}): {res.stderr.strip()[-200:]}")
+            if res.rc == 13:
+                what += f" ({layout.app_dir})"
+            elif res.rc == 14:
+                what += f" ({layout.compose_file})"
+            problems[label] = what
+        else:
+            reporter.step(label, "ready")
+
+    parallel(list(conns.items()), one, limit=32)
+    return problems
+
+
+def raise_for_host_problems(problems: dict[str, str], hint: str | None = None) -> None:
+    if problems:
+        lines = [f"{host}: {problem}" for host, problem in problems.items()]
+        raise PreflightError(
+            f"{len(problems)} host(s) not ready, no host was touched:\n  " + "\n  ".join(lines),
+            hint,
+        )
+
+
+def rolling(
+    op: Operation,
+    conns: dict[str, Connection],
+    order: list[str],
+    target_for: Callable[[str], Target],
+    batch: int,
+    action: str,
+) -> FleetResult:
+    """Deploy host by host (or `batch` at a time); stop at the first failure or interruption."""
+    start = time.monotonic()
+    results: dict[str, HostResult] = {label: HostResult(host=label, action=action) for label in order}
+    if len(order) > batch:
+        for n, label in enumerate(order, 1):
+            op.reporter.step(label, f"waiting its turn ({n} of {len(order)})")
+    stopped = False
+    for i in range(0, len(order), max(1, batch)):
+        group = order[i : i + batch]
+        if stopped or op.cancel.is_set():
+            break
+        outcomes = parallel(group, lambda label: run_host(op, conns[label], target_for(label), action))
+        for outcome in outcomes:
+            results[outcome.host] = outcome
+            op.reporter.step(outcome.host, outcome.result)
+        if any(not o.succeeded for o in outcomes):
+            stopped = True
+    for label in order:
+        if results[label].result == "untouched" and results[label].target is None:
+            results[label].notes.append("not reached: the rollout stopped before this host")
+            op.reporter.step(label, "untouched (the rollout stopped before this host)")
+    first = next(iter(results.values()), None)
+    target = first.target if first else None
+    return FleetResult(
+        action=action,
+        target=target,
+        hosts=[results[label] for label in order],
+        interrupted=op.cancel.is_set(),
+        duration=time.monotonic() - start,
+    )
+
+
+@dataclass
+class Fleet:
+    """Open, preflighted and (unless a dry run) locked connections to the hosts of one operation."""
+
+    hosts: list[Host]
+    conns: dict[str, Connection]
+    layout: rc.RemoteLayout
+    locked: list[str] = field(default_factory=list)
+    reporter: Reporter | None = None
+    lock_id: str | None = None  # the id in our lock records: we release only locks we still hold
+
+    @property
+    def order(self) -> list[str]:
+        return [h.label for h in self.hosts]
+
+    def close(self) -> None:
+        for label in self.locked:
+            try:
+                if not locks.release(self.conns[label], self.layout, self.lock_id) and self.reporter is not None:
+                    self.reporter.warn(
+                        f"{label}: this operation no longer holds the deploy lock (someone ran `ghdeploy lock "
+                        "release` meanwhile) and left the lock now there in place"
+                    )
+            except GhdeployError as exc:
+                if self.reporter is not None:
+                    self.reporter.warn(
+                        f"{label}: could not release the deploy lock ({exc}); `ghdeploy lock release --host {label}`"
+                    )
+        close_all(self.conns)
+
+
+def open_fleet(
+    config: Config,
+    hosts: list[Host],
+    opts: HostOptions,
+    reporter: Reporter,
+    lock: dict[str, Any] | None,
+) -> Fleet:
+    """Connect to all hosts, preflight them, take their locks. Touches nothing if any host fails."""
+    layout = layout_of(config)
+    conns, errors = connect_all(hosts, ssh_settings(config, opts.accept_new_host_key), reporter)
+    fleet = Fleet(hosts=hosts, conns=conns, layout=layout, reporter=reporter, lock_id=(lock or {}).get("id"))
+    try:
+        if errors:
+            hints = {e.hint for e in errors.values() if e.hint}
+            raise_for_host_problems({k: str(v) for k, v in errors.items()}, "; ".join(sorted(hints)) or None)
+        raise_for_host_problems(preflight_hosts(conns, layout, reporter), "fix the host(s) named above, then run again")
+        if lock is not None:
+            held: dict[str, str] = {}
+            for label in fleet.order:
+                holder = locks.acquire(conns[label], layout, lock)
+                if holder is None:
+                    fleet.locked.append(label)
+                else:
+                    held[label] = locks.describe(holder)
+            if held:
+                lines = "\n  ".join(f"{h}: {d}" for h, d in held.items())
+                raise locks.LockHeld(
+                    f"another deploy is running, no host was touched:\n  {lines}",
+                    "wait for it to finish; if it is stale, `ghdeploy lock release --host HOST`",
+                )
+    except BaseException:
+        fleet.close()
+        raise
+    return fleet

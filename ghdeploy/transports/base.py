@@ -1,0 +1,41 @@
+"""The one transport interface the per-host engine runs over.
+
+A transport runs an argv on the host (stdin and a timeout, never a secret on the command line)
+and opens an HTTP client to a port on the host's own localhost. The SSH connection
+(ghdeploy.ssh.Connection) is one implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ghdeploy.hosts import Host
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class Remote(Protocol):
+    """What the engine needs of a host connection."""
+
+    host: Host
+
+    def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        """Run argv (quoted with shlex.join on the host); return whatever it exited with."""
+        ...
+
+    def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        """Like run, but a non-zero exit raises RemoteCommandError."""
+        ...
+
+    def http_client(self, timeout: float = 5.0) -> httpx.Client:
+        """An HTTP client whose requests to http://localhost:PORT reach that port on the host."""
+        ...
