@@ -23,16 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from ghdeploy import __version__, agent_status, hostops, locks, registry
 from ghdeploy import remote_commands as rc
+from ghdeploy.commands.common import operation
 from ghdeploy.config import Config
-from ghdeploy.deploy import HostResult, Target, run_host
+from ghdeploy.engine.fleet import layout_of
+from ghdeploy.engine.host import HostResult, Target, run_host
 from ghdeploy.errors import ExitCode, GhdeployError
-from ghdeploy.pipeline import layout_of, operation
 from ghdeploy.progress import Reporter
 
 if TYPE_CHECKING:
     from ghdeploy.aws.fleet_table import FleetTable, Lease
-    from ghdeploy.hostops import Remote, Snapshot
+    from ghdeploy.hostops import Snapshot
     from ghdeploy.registry import RegistryAuth
+    from ghdeploy.transports.base import Remote
 
 # ECR tokens live 12 h: take a new one an hour before the old one ends (or after 6 h when the
 # expiry is unknown), so a poll never runs with a token that dies half-way through a pull.

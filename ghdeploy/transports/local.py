@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ghdeploy.errors import GhdeployError, RemoteCommandError
 from ghdeploy.hosts import Host
-from ghdeploy.ssh import CommandResult
+from ghdeploy.transports.base import CommandResult
 
 if TYPE_CHECKING:
     import httpx

@@ -20,7 +20,7 @@ from ghdeploy import remote_commands as rc
 from ghdeploy.commands import agent as agent_mod
 from ghdeploy.commands.agent import Agent, TokenSource, broken_here
 from ghdeploy.config import AGENT_KEYS, load_config
-from ghdeploy.deploy import HostResult, Operation, Target
+from ghdeploy.engine.host import HostResult, Operation, Target
 from ghdeploy.errors import ConfigError, GhdeployError, RemoteCommandError
 from ghdeploy.hostops import ImageRecord, ServiceState, Snapshot
 from ghdeploy.progress import RecordingReporter

@@ -21,7 +21,7 @@ import pytest
 
 from ghdeploy import remote_commands as rc
 from ghdeploy.hosts import Host
-from ghdeploy.ssh import CommandResult
+from ghdeploy.transports.base import CommandResult
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 DIGEST = "sha256:" + "a" * 64
