@@ -11,7 +11,7 @@ from ghdeploy.errors import GhdeployError
 from ghdeploy.waiting import get_json, worker_health
 
 if TYPE_CHECKING:
-    from ghdeploy.ssh import Connection
+    from ghdeploy.transports.ssh import Connection
 
 
 @dataclass

@@ -14,7 +14,7 @@ from ghdeploy.hosts import Host, discover_asg, narrow
 from ghdeploy.progress import Reporter
 
 if TYPE_CHECKING:
-    from ghdeploy.ssh import Connection
+    from ghdeploy.transports.ssh import Connection
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from ghdeploy.engine.fleet import HostOptions, layout_of
 from ghdeploy.progress import Reporter
 
 if TYPE_CHECKING:
-    from ghdeploy.ssh import Connection
+    from ghdeploy.transports.ssh import Connection
 
 
 @dataclass

@@ -20,7 +20,7 @@ from ghdeploy.progress import Reporter
 from ghdeploy.results import FleetResult, HostResult, Target
 
 if TYPE_CHECKING:
-    from ghdeploy.ssh import Connection, SSHSettings
+    from ghdeploy.transports.ssh import Connection, SSHSettings
 
 
 @dataclass
@@ -34,7 +34,7 @@ def layout_of(config: Config) -> rc.RemoteLayout:
 
 
 def ssh_settings(config: Config, accept_new: bool) -> SSHSettings:
-    from ghdeploy.ssh import SSHSettings
+    from ghdeploy.transports.ssh import SSHSettings
 
     ssh_config = config.path("SSH_CONFIG") if config.get("SSH_CONFIG") else None
     return SSHSettings(
@@ -66,7 +66,7 @@ def connect_all(
     hosts: list[Host], settings: SSHSettings, reporter: Reporter
 ) -> tuple[dict[str, Connection], dict[str, GhdeployError]]:
     """Connect to every host at once; return the connections and the errors, by host label."""
-    from ghdeploy.ssh import connect
+    from ghdeploy.transports.ssh import connect
 
     conns: dict[str, Connection] = {}
     errors: dict[str, GhdeployError] = {}

@@ -2,7 +2,7 @@
 
 A transport runs an argv on the host (stdin and a timeout, never a secret on the command line)
 and opens an HTTP client to a port on the host's own localhost. The SSH connection
-(ghdeploy.ssh.Connection) is one implementation.
+(ghdeploy.transports.ssh.Connection) is one implementation.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ghdeploy.ssh against the testbed's real sshd hosts (scripts/testbed up).
+"""ghdeploy.transports.ssh against the testbed's real sshd hosts (scripts/testbed up).
 
 Each test runs with HOME pointed at an empty directory, so the developer's own
 ~/.ssh/known_hosts (which ghdeploy also reads) cannot make an "unknown" key known.
@@ -16,9 +16,9 @@ import httpx
 import paramiko
 import pytest
 
-from ghdeploy import ssh
 from ghdeploy.errors import HostKeyError, RemoteCommandError, SSHError
 from ghdeploy.hosts import Host, parse_host, parse_host_list
+from ghdeploy.transports import ssh
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""ghdeploy.ssh without a network: naming, ssh-config resolution, error translation, and the
+"""ghdeploy.transports.ssh without a network: naming, ssh-config resolution, error translation, and the
 run/http plumbing against fake paramiko channels."""
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ghdeploy import ssh
 from ghdeploy.errors import HostKeyError, RemoteCommandError, SSHError
 from ghdeploy.hosts import Host, parse_host
+from ghdeploy.transports import ssh
+from ghdeploy.transports.ssh import hostkeys
 
 # --- helpers ----------------------------------------------------------------------------
 
@@ -281,7 +282,7 @@ def test_load_private_key_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_unknown_host_key_is_refused_without_touching_known_hosts(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     key = _pkey(tmp_path)
-    policy = ssh._policy_class()("root@h", settings)
+    policy = hostkeys.policy_class()("root@h", settings)
     with pytest.raises(HostKeyError) as info:
         policy.missing_host_key(paramiko.SSHClient(), "h", key)
     assert "host key" in str(info.value) and ssh.fingerprint(key) in str(info.value)
@@ -294,7 +295,7 @@ def test_accept_new_host_key_records_it(tmp_path: Path) -> None:
     settings = _settings(tmp_path, accept_new_host_key=True)
     key = _pkey(tmp_path)
     client = paramiko.SSHClient()
-    ssh._policy_class()("root@h:2222", settings).missing_host_key(client, "[h]:2222", key)
+    hostkeys.policy_class()("root@h:2222", settings).missing_host_key(client, "[h]:2222", key)
     assert client.get_host_keys().lookup("[h]:2222") is not None
     assert settings.known_hosts.read_text() == f"[h]:2222 ssh-ed25519 {key.get_base64()}\n"
 
@@ -304,7 +305,7 @@ def test_changed_key_hint_says_how_to_remove_the_stale_entry(tmp_path: Path) -> 
     old, new = _pkey(tmp_path, "old"), _pkey(tmp_path, "new")
     ssh.append_known_host(settings.known_hosts, "[10.0.0.5]:2222", old)
     endpoint = ssh.Endpoint("10.0.0.5", 2222, "root")
-    error = ssh._changed_key_error(
+    error = hostkeys.changed_key_error(
         paramiko.BadHostKeyException("10.0.0.5", new, old), endpoint, ssh.Route(endpoint), settings
     )
     assert "CHANGED" in str(error) and ssh.fingerprint(new) in str(error) and ssh.fingerprint(old) in str(error)
@@ -506,7 +507,7 @@ def test_http_client_refuses_https() -> None:
 
 def test_importing_the_module_does_not_import_paramiko_or_httpx() -> None:
     code = (
-        "import sys, ghdeploy.ssh\n"
+        "import sys, ghdeploy.transports.ssh\n"
         "heavy = [m for m in ('paramiko', 'httpx', 'httpcore', 'cryptography') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -1,0 +1,210 @@
+"""Open an authenticated SSH connection (through ProxyJump hops) and use it.
+
+paramiko is imported inside functions only: `ghdeploy --help` loads this module's names and
+must stay as cheap as `import typer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+import socket
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ghdeploy.errors import GhdeployError, RemoteCommandError, SSHError
+from ghdeploy.hosts import Host
+from ghdeploy.transports.ssh import runner
+from ghdeploy.transports.ssh.diagnose import load_private_key, translate_connect_error
+from ghdeploy.transports.ssh.hostkeys import changed_key_error, load_known_hosts, policy_class
+from ghdeploy.transports.ssh.route import Endpoint, Route, load_ssh_config, resolve_route
+from ghdeploy.transports.ssh.runner import CommandResult
+from ghdeploy.transports.ssh.settings import SSHSettings
+
+if TYPE_CHECKING:
+    import httpx
+    import paramiko
+
+
+def _quiet_paramiko_logging() -> None:
+    # paramiko logs handshake failures from its transport thread at ERROR, with tracebacks;
+    # with no handler configured Python's last-resort handler would print them on stderr
+    # next to our one-line error. A NullHandler stops that yet keeps propagation to
+    # whatever handlers the CLI installs for -v.
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+def _open_hop(
+    endpoint: Endpoint,
+    route: Route,
+    settings: SSHSettings,
+    sock: paramiko.Channel | None,
+) -> paramiko.SSHClient:
+    import paramiko
+
+    keys = [load_private_key(path, endpoint, route) for path in endpoint.key_files]
+    client = paramiko.SSHClient()
+    try:
+        load_known_hosts(client, settings, route.target.label)
+    except SSHError:
+        client.close()
+        raise
+    client.set_missing_host_key_policy(policy_class()(route.target.label, settings))
+    timeout = settings.connect_timeout
+    # paramiko takes a list here although its stubs say str.
+    more_keys: Any = [str(p) for p in endpoint.key_files[1:]] or None
+    try:
+        client.connect(
+            hostname=endpoint.hostname,
+            port=endpoint.port,
+            username=endpoint.user,
+            pkey=keys[0] if keys else None,
+            # The remaining keys are re-read by paramiko; they were validated above.
+            key_filename=more_keys,
+            # Never prompt and never wander: with a key configured use only it; without one
+            # fall back to what plain `ssh` would use (agent, ~/.ssh/id_*).
+            allow_agent=not keys,
+            look_for_keys=not keys,
+            sock=sock,
+            timeout=timeout,  # TCP connect and the key exchange
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            channel_timeout=timeout,
+        )
+    except GhdeployError:
+        client.close()
+        raise
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise changed_key_error(exc, endpoint, route, settings) from exc
+    except Exception as exc:
+        client.close()
+        raise translate_connect_error(exc, endpoint, route, settings) from exc
+    transport = client.get_transport()
+    assert transport is not None  # connect() succeeded
+    transport.set_keepalive(settings.keepalive)
+    if sock is None:
+        # Only the first hop has a real TCP socket (later hops ride channels inside it).
+        # Without TCP_NODELAY, Nagle holds a small packet (a channel open, an HTTP request)
+        # until the previous one is ACKed, and delayed ACKs add ~40 ms to every /health poll.
+        with contextlib.suppress(OSError, AttributeError):
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+    return client
+
+
+def _forward(
+    client: paramiko.SSHClient,
+    hop: Endpoint,
+    nxt: Endpoint,
+    route: Route,
+    settings: SSHSettings,
+) -> paramiko.Channel:
+    """A direct-tcpip channel from a jump host to the next hop's sshd: the next hop's socket."""
+    transport = client.get_transport()
+    assert transport is not None
+    try:
+        return transport.open_channel(
+            "direct-tcpip",
+            (nxt.hostname, nxt.port),
+            ("127.0.0.1", 0),
+            timeout=settings.connect_timeout,
+        )
+    except Exception as exc:
+        import paramiko
+
+        if isinstance(exc, paramiko.ChannelException):
+            raise SSHError(
+                route.target.label,
+                f"jump host {hop.label} could not connect to {nxt.hostname}:{nxt.port} ({exc.text})",
+                "check the address and port as seen from the jump host, and that sshd runs there",
+            ) from exc
+        raise translate_connect_error(exc, hop, route, settings) from exc
+
+
+def connect(host: Host, settings: SSHSettings) -> Connection:
+    """Open an authenticated SSH connection to `host` (through its ProxyJump hops, if any).
+
+    Raises HostKeyError for an unknown (unless accept_new_host_key) or changed host key and
+    SSHError for everything else that stops the connection.
+    """
+    _quiet_paramiko_logging()
+    config = load_ssh_config(settings.ssh_config, host.label)
+    route = resolve_route(host, config, settings.key_file)
+    hops = [*route.jumps, route.target]
+    clients: list[paramiko.SSHClient] = []
+    sock: paramiko.Channel | None = None
+    try:
+        for index, hop in enumerate(hops):
+            client = _open_hop(hop, route, settings, sock)
+            clients.append(client)
+            if index + 1 < len(hops):
+                sock = _forward(client, hop, hops[index + 1], route, settings)
+    except BaseException:
+        for client in reversed(clients):
+            client.close()
+        raise
+    return Connection(host, route, clients, settings)
+
+
+class Connection:
+    """An authenticated SSH connection to one host. Thread-safe: channels are independent."""
+
+    def __init__(
+        self,
+        host: Host,
+        route: Route,
+        clients: list[paramiko.SSHClient],
+        settings: SSHSettings,
+    ) -> None:
+        self.host = host
+        self.route = route
+        self.settings = settings
+        # Jump clients first, the target last; closed in reverse.
+        self._clients = clients
+        transport = clients[-1].get_transport()
+        assert transport is not None
+        self._transport: paramiko.Transport = transport
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.host.label}>"
+
+    def close(self) -> None:
+        for client in reversed(self._clients):
+            client.close()
+
+    def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        """Run argv on the host (see runner.run): stdin is written then closed, never in argv."""
+        return runner.run(
+            self._transport, self.host.label, self.settings.connect_timeout, argv, stdin=stdin, timeout=timeout
+        )
+
+    def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        """Like run, but a non-zero exit status raises RemoteCommandError."""
+        result = self.run(argv, stdin=stdin, timeout=timeout)
+        if result.rc != 0:
+            raise RemoteCommandError(self.host.label, shlex.join(argv), result.rc, result.stderr)
+        return result
+
+    def http_client(self, timeout: float = 5.0) -> httpx.Client:
+        """HTTP to the host's own localhost through the SSH connection (see tunnel.http_client).
+
+        `client.get("http://localhost:3100/health")` reaches the host's own localhost:3100. Close
+        the client when done (its channels close with it; the SSH connection stays open).
+        """
+        from ghdeploy.transports.ssh import tunnel
+
+        return tunnel.http_client(self._transport, self.host.label, timeout)
