@@ -502,6 +502,78 @@ def agent_init_table() -> None:
     _finish(render.agent_table_result(agent_cmd.init_table(config), STATE.json))
 
 
+# --- webhook receiver and sender -----------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "\b\nNeeds the server extra: pip install 'ghdeploy[server]'. Keys (environment or env file, never flags):\n"
+        "  DEPLOY_WEBHOOK_SECRET, DEPLOY_API_TOKEN (required), DATABASE_URL (default ./ghdeploy-serve.db),\n"
+        "  DEPLOY_CALLBACK_URL, WEBHOOK_MAX_AGE (300 s), plus the deploy keys (EC2_HOST, EC2_KEY, ECR_*, ...).\n"
+        "Put it behind TLS (a reverse proxy or load balancer). SIGTERM: stops taking webhooks and lets a\n"
+        "running deploy reach a safe point (a host mid-switch is rolled back)."
+    )
+)
+def serve(
+    listen: Annotated[
+        str, typer.Option("--listen", metavar="HOST:PORT", help="Address to listen on (plain HTTP).")
+    ] = "127.0.0.1:8080",
+) -> None:
+    """Webhook receiver: CI's signed deploy_ready -> fleet deploy (one at a time), recorded, reported back."""
+    from ghdeploy.commands import serve as serve_command
+    from ghdeploy.config import DEPLOY_KEYS
+
+    serve_command.require_extra()
+    config = _config(DEPLOY_KEYS)
+    _finish(serve_command.serve(config, Path.cwd(), listen, verbose=STATE.verbose, quiet=STATE.quiet))
+
+
+@app.command(
+    epilog=(
+        "\b\nThe one line for CI (after the image is pushed):\n"
+        '  ghdeploy notify --url https://deploy.example.com --tag "$IMAGE_TAG" --wait\n'
+        "Signs with DEPLOY_WEBHOOK_SECRET; --wait reads the deploy with DEPLOY_API_TOKEN (both from the\n"
+        "environment). Exit 0 accepted (and, with --wait, succeeded); 1 refused or failed; 2 bad input."
+    )
+)
+def notify(
+    url: Annotated[str, typer.Option("--url", metavar="URL", help="The receiver (base URL or the webhook URL).")],
+    tag: TagOpt = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", metavar="ENV", help="Target environment (default GH_ENVIRONMENT).")
+    ] = None,
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", metavar="TEXT", help="Commit message (default: HEAD's).")
+    ] = None,
+    run_url: Annotated[
+        str | None, typer.Option("--run-url", metavar="URL", help="CI run URL (default: from GITHUB_* variables).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the deploy; exit 0 only if it succeeded.")] = False,
+) -> None:
+    """CI side: sign and send deploy_ready to `ghdeploy serve` (replaces CI's curl)."""
+    from ghdeploy import render
+    from ghdeploy.commands import notify as notify_command
+    from ghdeploy.server.settings import resolve
+
+    config = _config(("ECR_REGISTRY", "ECR_REPOSITORY", "IMAGE_TAG", "GH_ENVIRONMENT"), {"IMAGE_TAG": tag})
+    keys = resolve(config, ("DEPLOY_WEBHOOK_SECRET", "DEPLOY_API_TOKEN") if wait else ("DEPLOY_WEBHOOK_SECRET",))
+    with _reporter() as reporter:
+        outcome = notify_command.notify(
+            config,
+            Path.cwd(),
+            reporter,
+            url=url,
+            secret=keys["DEPLOY_WEBHOOK_SECRET"],
+            token=keys.get("DEPLOY_API_TOKEN"),
+            tag=tag,
+            environment=environment,
+            message=message,
+            run_url=run_url,
+            wait=wait,
+        )
+    _finish(render.notify_result(outcome, STATE.json))
+
+
 # --- the one boundary -----------------------------------------------------------------------
 
 
@@ -531,6 +603,10 @@ _VALUE_OPTIONS = {
     "--interval",
     "-n",
     "--limit",
+    "--listen",
+    "--url",
+    "--environment",
+    "--run-url",
 }
 
 

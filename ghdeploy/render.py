@@ -505,3 +505,32 @@ def agent_table_result(data: dict[str, Any], as_json: bool) -> int:
         what = "created" if data.get("created") else "already exists"
         out().print(f"fleet table {escape(data['table'])} in {escape(data['region'])}: {what}")
     return 0
+
+
+def notify_result(outcome: Any, as_json: bool) -> int:
+    """notify: the deploy id on stdout (for scripts); the receiver's answer or reason on stderr."""
+    code = 0 if outcome.ok else 1
+    if as_json:
+        emit_json("notify", {"exit_code": code, **outcome.to_dict()})
+        return code
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not outcome.accepted:
+        err.print(
+            f"[bold red]refused:[/bold red] the receiver answered {outcome.status_code}: {escape(outcome.reason or '')}"
+        )
+        return code
+    status = outcome.answer.get("status")
+    err.print(f"deploy #{outcome.deploy_id} of {escape(outcome.tag)}: {escape(str(status))}")
+    if outcome.deploy is not None:
+        deploy = outcome.deploy
+        style = _RESULT_STYLE.get(deploy.get("status", ""), "")
+        final = escape(str(deploy.get("status")))
+        err.print(f"deploy #{outcome.deploy_id} ended: " + (f"[{style}]{final}[/{style}]" if style else final))
+        for host in deploy.get("hosts") or []:
+            detail = f" ({escape(host['error'])})" if host.get("error") else ""
+            err.print(f"  {escape(host.get('host', '?'))}: {escape(host.get('result', '?'))}{detail}")
+        if deploy.get("error") and not deploy.get("hosts"):
+            err.print(f"  {escape(deploy['error'])}")
+    sys.stdout.write(f"{outcome.deploy_id}\n")
+    sys.stdout.flush()
+    return code

@@ -89,6 +89,7 @@ def deploy(
     dry_run: bool = False,
     message: str | None = None,
     expect_sha: str | None = None,
+    operator: str | None = None,  # who the locks and host history name (default: user@host)
 ) -> DeployReport:
     opts = hosts_opts or HostOptions()
     timings: dict[str, float] = {}
@@ -144,6 +145,8 @@ def deploy(
     reporter.info(f"{target.label} is {digest or 'not in the registry yet'}")
     op = operation(config, reporter, cancel, message)
     op.auth = auth
+    if operator:
+        op.operator = operator
     lock = None if dry_run else locks.lock_info(op.operator, "deploy", report.tag, message)
     fleet = open_fleet(config, hosts, opts, reporter, lock)
     if lock is not None and isinstance(cancel, CancelToken):
