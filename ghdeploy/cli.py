@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ghdeploy import __version__
-from ghdeploy.config import HOST_KEYS as READ_KEYS  # what every read-only command needs
 from ghdeploy.errors import ConfigError, ExitCode, GhdeployError, Interrupted
 
 if TYPE_CHECKING:
@@ -96,10 +95,21 @@ def _main(
 # --- shared plumbing ------------------------------------------------------------------------
 
 
-def _config(needs: tuple[str, ...], overrides: dict[str, str | None] | None = None) -> Config:
+def _config(
+    command: str | tuple[str, ...],
+    overrides: dict[str, str | None] | None = None,
+    flags: dict[str, str] | None = None,
+) -> Config:
+    """Load and validate what `command` needs (a command name from the schema, or key names).
+
+    `overrides` are flag values by key (None: not given); `flags` names the flag of each, so an error
+    about the value names the flag the user typed (`--tag`, `--to`), not the key.
+    """
     from ghdeploy.config import load_config
 
-    return load_config(needs=needs, env_file=STATE.env_file, overrides=overrides)
+    if isinstance(command, str):
+        return load_config(command=command, env_file=STATE.env_file, overrides=overrides, flag_names=flags)
+    return load_config(needs=command, env_file=STATE.env_file, overrides=overrides, flag_names=flags)
 
 
 def _reporter() -> ConsoleReporter:
@@ -181,9 +191,8 @@ def build(
     """Build the image from ./Dockerfile with COMMIT_SHA, BUILD_TIME, IMAGE_TAG; tag :TAG and :latest."""
     from ghdeploy import render
     from ghdeploy.commands.build import build as run_build
-    from ghdeploy.config import BUILD_KEYS
 
-    config = _config(BUILD_KEYS, {"IMAGE_TAG": tag})
+    config = _config("build", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     with _reporter() as reporter:
         outcome = run_build(config, Path.cwd(), reporter, tag=tag, platform=platform, allow_dirty=allow_dirty)
     render.build_result(outcome, STATE.json)
@@ -194,9 +203,8 @@ def push(tag: TagOpt = None) -> None:
     """Log in to ECR (token from boto3, on stdin) and push :TAG and :latest."""
     from ghdeploy import render
     from ghdeploy.commands.push import push as run_push
-    from ghdeploy.config import PUSH_KEYS
 
-    config = _config(PUSH_KEYS, {"IMAGE_TAG": tag})
+    config = _config("push", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     with _reporter() as reporter:
         outcome = run_push(config, Path.cwd(), reporter, tag=tag)
     render.push_result(outcome, STATE.json)
@@ -240,7 +248,6 @@ def deploy(
     """Build, push, deploy every host (one at a time), then verify. Rolls a failed host back."""
     from ghdeploy import render
     from ghdeploy.commands.deploy import deploy as run_deploy
-    from ghdeploy.config import DEPLOY_KEYS, PUSH_KEYS
     from ghdeploy.engine.fleet import HostOptions
 
     if push_only and deploy_only:
@@ -248,7 +255,7 @@ def deploy(
             "--push-only and --deploy-only exclude each other", "pick one, or neither for the whole pipeline"
         )
     mode = "push-only" if push_only else "deploy-only" if deploy_only else "full"
-    config = _config(PUSH_KEYS if push_only else DEPLOY_KEYS, {"IMAGE_TAG": tag})
+    config = _config("push" if push_only else "deploy", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     with _reporter() as reporter, _Interrupts(reporter) as cancel:
         report = run_deploy(
             config,
@@ -291,11 +298,12 @@ def rollback(
     """Put back the image that ran before the last deploy (from each host's history), or --to TAG."""
     from ghdeploy import render
     from ghdeploy.commands.rollback import rollback as run_rollback
-    from ghdeploy.config import DEPLOY_KEYS, HOST_KEYS
     from ghdeploy.engine.fleet import HostOptions
 
-    needs = DEPLOY_KEYS if to else (*HOST_KEYS, "HEALTH_TIMEOUT", "DRAIN_TIMEOUT", "STOP_TIMEOUT", "ECR_REPOSITORY")
-    config = _config(needs)
+    # --to '' is a mistake, not "no --to": it is checked as the tag it claims to be.
+    config = (
+        _config("rollback --to", {"IMAGE_TAG": to}, {"IMAGE_TAG": "--to"}) if to is not None else _config("rollback")
+    )
     with _reporter() as reporter, _Interrupts(reporter) as cancel:
         report = run_rollback(
             config,
@@ -320,10 +328,10 @@ def hosts(host: HostOpt = None) -> None:
     from ghdeploy.commands.hosts import hosts as run_hosts
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config(("EC2_HOST", "ASG_NAME", "SSH_ADDRESS", "SSH_USER"))
+    config = _config("hosts")
     with _reporter() as reporter:
         found, notes = run_hosts(config, HostOptions(only=host or []), reporter)
-    source = f"ASG {config.text('ASG_NAME')}" if config.get("ASG_NAME") else "EC2_HOST"
+    source = f"ASG {config.asg_name}" if config.asg_name else "EC2_HOST"
     _finish(render.hosts_list(found, notes, source, STATE.json))
 
 
@@ -334,7 +342,7 @@ def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None
     from ghdeploy.commands.status import status as run_status
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config(READ_KEYS)
+    config = _config("status")
     with _reporter() as reporter:
         rows = run_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
     _finish(render.status_table(rows, STATE.json))
@@ -354,7 +362,7 @@ def verify(
     from ghdeploy.commands.verify import verify as run_verify
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config(READ_KEYS)
+    config = _config("verify")
     with _reporter() as reporter:
         rows = run_verify(
             config,
@@ -377,7 +385,7 @@ def history(
     from ghdeploy.commands.history import history as run_history
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config(READ_KEYS)
+    config = _config("history")
     with _reporter() as reporter:
         rows = run_history(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, n)
     _finish(render.history_table(rows, STATE.json))
@@ -390,7 +398,7 @@ def lock_status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) ->
     from ghdeploy.commands.lock import lock_status as run_lock_status
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config(READ_KEYS)
+    config = _config("lock")
     with _reporter() as reporter:
         rows = run_lock_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
     _finish(render.lock_table(rows, STATE.json, "lock status"))
@@ -407,7 +415,7 @@ def lock_release(
     from ghdeploy.commands.lock import lock_release as run_lock_release
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config(READ_KEYS)
+    config = _config("lock")
     if not yes:
         if not sys.stdin.isatty():
             raise ConfigError("lock release needs confirmation", "pass --yes when not at a terminal")
@@ -476,9 +484,10 @@ def agent(
         return
     from ghdeploy import render
     from ghdeploy.commands import agent as agent_cmd
-    from ghdeploy.config import AGENT_KEYS
 
-    config = _config(AGENT_KEYS, {"AGENT_INTERVAL": str(interval) if interval is not None else None})
+    config = _config(
+        "agent", {"AGENT_INTERVAL": str(interval) if interval is not None else None}, {"AGENT_INTERVAL": "--interval"}
+    )
     reporter = _reporter()
     reporter.live_mode = False  # a service's log: plain lines, never a live display
     with reporter, _AgentSignals(reporter) as cancel:
@@ -521,10 +530,9 @@ def serve(
 ) -> None:
     """Webhook receiver: CI's signed deploy_ready -> fleet deploy (one at a time), recorded, reported back."""
     from ghdeploy.commands import serve as serve_command
-    from ghdeploy.config import DEPLOY_KEYS
 
     serve_command.require_extra()
-    config = _config(DEPLOY_KEYS)
+    config = _config("serve")
     _finish(serve_command.serve(config, Path.cwd(), listen, verbose=STATE.verbose, quiet=STATE.quiet))
 
 
@@ -555,7 +563,7 @@ def notify(
     from ghdeploy.commands import notify as notify_command
     from ghdeploy.server.settings import resolve
 
-    config = _config(("ECR_REGISTRY", "ECR_REPOSITORY", "IMAGE_TAG", "GH_ENVIRONMENT"), {"IMAGE_TAG": tag})
+    config = _config("notify", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     keys = resolve(config, ("DEPLOY_WEBHOOK_SECRET", "DEPLOY_API_TOKEN") if wait else ("DEPLOY_WEBHOOK_SECRET",))
     with _reporter() as reporter:
         outcome = notify_command.notify(

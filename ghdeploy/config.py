@@ -1,87 +1,291 @@
-"""Configuration: `.env.deploy` (or --env-file), the process environment and flags.
+"""Configuration: one declared schema, resolved from flags, the environment and `.env.deploy`.
+
+HOW TO ADD A KEY (one place; tests then insist on the rest):
+  1. Declare it in the body of `Config` below, with the parser that checks its grammar/range:
+         agent_interval = setting("AGENT_INTERVAL", seconds(1, 3600), "30", "seconds between checks", ("agent",))
+     `setting` has a default (its type is the parser's), `optional` may be unset (type `T | None`),
+     `required` must be set for the listed commands. Pass `secret=True` for tokens and passwords:
+     their values are never printed, not even in an error.
+  2. Add its name to `KeyName` (so `config.text("AGENT_INTERVAL")` type-checks), document it in
+     `.env.deploy.example` and in README's configuration table (same default, same commands).
+     tests/unit/test_config_schema.py fails until all three agree.
+  3. Read it as a typed attribute: `config.agent_interval` (mypy rejects a misspelt one). A command
+     loads with `load_config(command="agent")`, which validates exactly the keys that name "agent".
 
 Precedence: command-line flag > process environment > env file > default. The file is read with
-python-dotenv's `dotenv_values`, which never touches `os.environ`. Each command asks only for the
-keys it needs, and validation reports every problem at once before anything runs.
+python-dotenv's `dotenv_values`, which never touches `os.environ`. Validation reports every problem
+at once (exit 2) before anything runs, and imports nothing from the network stack.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from ghdeploy.errors import ConfigError
 from ghdeploy.hosts import Host, parse_host_list
 
+T = TypeVar("T")
+
 DEFAULT_ENV_FILE = ".env.deploy"
 
+# Every pattern is used with fullmatch (a `$` would let a trailing newline through) and re.ASCII
+# (`\d`/`\w` would accept other scripts' digits and letters).
 # docker's tag grammar: https://docs.docker.com/reference/cli/docker/image/tag/
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-# registry host[:port] (ECR: 123456789012.dkr.ecr.us-east-1.amazonaws.com)
-REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# registry host[:port] (ECR: 123456789012.dkr.ecr.us-east-1.amazonaws.com); never a leading '-'
+REGISTRY_RE = re.compile(rf"(?P<host>{_LABEL}(?:\.{_LABEL})*)(?::(?P<port>[0-9]{{1,5}}))?", re.ASCII)
 # docker repository path components
-REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+REPOSITORY_RE = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*", re.ASCII
+)
+REGION_RE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}", re.ASCII)
+ASG_RE = re.compile(r"[A-Za-z0-9_+=,.@/-]{1,255}", re.ASCII)
 # DynamoDB table names
-TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+TABLE_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}", re.ASCII)
 AGENT_MIN_INTERVAL = 5
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-ASG_RE = re.compile(r"^[\w+=,.@/-]{1,255}$")
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    name: str
-    help: str
-    default: str | None = None
-
-
-KEYS: dict[str, KeySpec] = {
-    k.name: k
-    for k in [
-        KeySpec("ECR_REGISTRY", "registry host, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com"),
-        KeySpec("ECR_REPOSITORY", "repository name in the registry", "ghosthands"),
-        KeySpec("AWS_REGION", "AWS region of the registry (and of ASG_NAME)"),
-        KeySpec("EC2_HOST", "user@host[:port]; a comma-separated list is a fleet, deployed in that order"),
-        KeySpec("ASG_NAME", "Auto Scaling Group whose InService instances are the hosts (instead of EC2_HOST)"),
-        KeySpec("SSH_ADDRESS", "private|public: which address of an ASG instance to use", "private"),
-        KeySpec("SSH_USER", "user for hosts found through ASG_NAME", "ec2-user"),
-        KeySpec("EC2_KEY", "path to the SSH private key (.pem)"),
-        KeySpec("SSH_KNOWN_HOSTS", "known_hosts file checked for host keys", "~/.ssh/known_hosts"),
-        KeySpec(
-            "SSH_CONFIG",
-            "OpenSSH client config honoured for hosts (HostName, User, Port, IdentityFile, ProxyJump)",
-            "~/.ssh/config",
-        ),
-        KeySpec("GHOSTHANDS_DIR", "app directory on each host", "/opt/ghosthands"),
-        KeySpec("IMAGE_TAG", "image tag to build/push/deploy (default: short SHA of HEAD)"),
-        KeySpec(
-            "GH_ENVIRONMENT",
-            "production|staging: picks docker-compose.prod.yml or docker-compose.staging.yml",
-            "production",
-        ),
-        KeySpec("GH_API_PORT", "api port on each host", "3100"),
-        KeySpec("GH_WORKER_PORT", "worker status port on each host", "3101"),
-        KeySpec("HEALTH_TIMEOUT", "seconds to wait for /health to answer 200 after a restart", "60"),
-        KeySpec("DRAIN_TIMEOUT", "seconds to wait for the worker to drain before SIGTERM", "60"),
-        KeySpec("STOP_TIMEOUT", "seconds `docker compose stop` gives the worker before SIGKILL", "35"),
-        KeySpec("AGENT_TAG", "agent: the tag it follows in the registry", "latest"),
-        KeySpec("AGENT_INTERVAL", "agent: seconds between polls of the registry (at least 5)", "60"),
-        KeySpec(
-            "AGENT_FLEET_TABLE", "agent: DynamoDB table that coordinates the fleet's agents (unset: each host alone)"
-        ),
-        KeySpec("AGENT_FLEET_BATCH", "agent: hosts of the fleet that may switch at the same time", "1"),
-    ]
-}
+USER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", re.ASCII)
+SHA_RE = re.compile(r"[0-9a-f]{7,40}", re.ASCII)
+# docker's --platform: os[/arch[/variant]]
+PLATFORM_RE = re.compile(r"[a-z0-9_]+(?:/[a-z0-9_]+(?:/[a-z0-9_.]+)?)?", re.ASCII)
+_DIGITS_RE = re.compile(r"[0-9]{1,10}", re.ASCII)
 
 COMPOSE_FILES = {"production": "docker-compose.prod.yml", "staging": "docker-compose.staging.yml"}
 
-# What each command needs (keys beyond these are not validated for that command).
-BUILD_KEYS = ("ECR_REGISTRY", "ECR_REPOSITORY", "IMAGE_TAG")
-PUSH_KEYS = (*BUILD_KEYS, "AWS_REGION")
-HOST_KEYS = (
+
+# --- parsers: str -> value, or ValueError("why") --------------------------------------------
+
+
+def ascii_int(text: str) -> int:
+    """A whole number in ASCII digits only (`int()` alone takes '¹', '٣', ' 3', '+3' and '3_0')."""
+    if not _DIGITS_RE.fullmatch(text):
+        raise ValueError("not a whole number")
+    return int(text)
+
+
+def integer(low: int, high: int, unit: str = "") -> Callable[[str], int]:
+    what = f"{low}-{high}{' ' + unit if unit else ''}"
+
+    def parse(text: str) -> int:
+        try:
+            value = ascii_int(text)
+        except ValueError:
+            raise ValueError(f"not a whole number ({what})") from None
+        if not low <= value <= high:
+            raise ValueError(f"out of range ({what})")
+        return value
+
+    return parse
+
+
+def seconds(low: int, high: int) -> Callable[[str], int]:
+    return integer(low, high, "seconds")
+
+
+def port(text: str) -> int:
+    return integer(1, 65535)(text)
+
+
+def pattern(regex: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not regex.fullmatch(text):
+            raise ValueError(f"not {what}")
+        return text
+
+    return parse
+
+
+def choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"must be {' or '.join(options)}")
+        return text
+
+    return parse
+
+
+def registry_host(text: str) -> str:
+    match = REGISTRY_RE.fullmatch(text)
+    if not match or ("." not in match["host"] and match["host"] != "localhost" and not match["port"]):
+        raise ValueError("not a registry host[:port] (like 123456789012.dkr.ecr.us-east-1.amazonaws.com)")
+    if match["port"] and not 1 <= int(match["port"]) <= 65535:
+        raise ValueError(f"port {match['port']} is out of range (1-65535)")
+    return text
+
+
+def docker_tag(text: str) -> str:
+    if not TAG_RE.fullmatch(text):
+        raise ValueError("not a valid docker tag (letters, digits, '_', '.', '-' but not first; at most 128)")
+    return text
+
+
+def commit_sha(text: str) -> str:
+    if not SHA_RE.fullmatch(text.lower()):
+        raise ValueError("not a commit SHA (7 to 40 hex digits)")
+    return text.lower()
+
+
+def local_path(text: str) -> Path:
+    if any(ord(c) < 32 for c in text):
+        raise ValueError("contains a control character")
+    return Path(os.path.expanduser(text))
+
+
+def remote_dir(text: str) -> str:
+    if not text.startswith("/"):
+        raise ValueError("must be an absolute path")
+    if any(ord(c) < 32 or c == "\x7f" for c in text):
+        raise ValueError("contains a control character")
+    if text.rstrip("/") == "":
+        raise ValueError("must not be / itself")
+    if ".." in text.split("/"):
+        raise ValueError("must not contain '..'")
+    return text
+
+
+def host_list(text: str) -> tuple[Host, ...]:
+    return tuple(parse_host_list(text))
+
+
+# --- environment-dependent checks (files), run after parsing -----------------------------------
+
+
+def readable_file(path: Path, explicit: bool) -> str | None:
+    if path.is_dir():
+        return "is a directory, not a key file"
+    if not path.is_file():
+        return "no such file"
+    if not os.access(path, os.R_OK):
+        return "not readable"
+    return None
+
+
+def not_a_directory(path: Path, explicit: bool) -> str | None:
+    return "is a directory, not a file" if path.is_dir() else None
+
+
+def file_if_explicit(path: Path, explicit: bool) -> str | None:
+    """The default ~/.ssh/config may be absent; one the operator named must be there."""
+    if path.is_dir():
+        return "is a directory, not a file"
+    if explicit and not path.is_file():
+        return "no such file (set it only to a config that exists)"
+    return None
+
+
+# --- the schema ---------------------------------------------------------------------------------
+
+
+BUILD, PUSH, DEPLOY, ROLLBACK, ROLLBACK_TO, HOSTS = "build", "push", "deploy", "rollback", "rollback --to", "hosts"
+READ_ONLY = ("status", "verify", "history", "lock")
+AGENT, SERVE, NOTIFY = "agent", "serve", "notify"  # the agent runs on the host: no EC2_HOST/EC2_KEY/SSH keys
+_REGISTRY_USERS = (BUILD, PUSH, DEPLOY, ROLLBACK_TO, AGENT, SERVE, NOTIFY)
+_AWS_USERS = (PUSH, DEPLOY, ROLLBACK_TO, AGENT, SERVE)
+_SSH_USERS = (DEPLOY, ROLLBACK, ROLLBACK_TO, SERVE, *READ_ONLY)
+_HOST_USERS = (*_SSH_USERS, AGENT)  # what runs on a host: its directory, compose file, ports
+_OPERATION_USERS = (DEPLOY, ROLLBACK, ROLLBACK_TO, SERVE, AGENT)
+
+
+class Key(Generic[T]):
+    """One configuration key: its grammar (parse), default, the commands that need it, its docs.
+
+    As a class attribute of Config it is a descriptor: `config.gh_api_port` is the parsed value.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        parse: Callable[[str], Any],
+        default: str | None,
+        help: str,
+        commands: Iterable[str],
+        *,
+        required: bool = False,
+        secret: bool = False,
+        check: Callable[[Any, bool], str | None] | None = None,
+    ) -> None:
+        self.name = name
+        self.parse = parse
+        self.default = default
+        self.help = help
+        self.commands = frozenset(commands)
+        self.required = required
+        self.secret = secret
+        self.check = check
+        self.attr = name.lower()
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        if attr != self.name.lower():
+            raise TypeError(f"config key {self.name} must be declared as `{self.name.lower()} = ...`, not {attr}")
+
+    def shown(self, value: str) -> str:
+        return "(hidden)" if self.secret else repr(value)
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Key[T]: ...
+
+    @overload
+    def __get__(self, obj: Config, owner: type) -> T: ...
+
+    def __get__(self, obj: Config | None, owner: type) -> Key[T] | T:
+        if obj is None:
+            return self
+        return obj._typed(self)
+
+    def __set__(self, obj: Config, value: Any) -> None:
+        raise AttributeError(f"config is frozen: {self.name} cannot be changed")
+
+
+def setting(
+    name: str,
+    parse: Callable[[str], T],
+    default: str,
+    help: str,
+    commands: Iterable[str],
+    *,
+    secret: bool = False,
+    check: Callable[[T, bool], str | None] | None = None,
+) -> Key[T]:
+    """A key with a default: always has a value."""
+    return Key(name, parse, default, help, commands, secret=secret, check=check)
+
+
+def required(
+    name: str,
+    parse: Callable[[str], T],
+    help: str,
+    commands: Iterable[str],
+    *,
+    secret: bool = False,
+    check: Callable[[T, bool], str | None] | None = None,
+) -> Key[T]:
+    """A key the listed commands cannot run without."""
+    return Key(name, parse, None, help, commands, required=True, secret=secret, check=check)
+
+
+def optional(
+    name: str,
+    parse: Callable[[str], T],
+    help: str,
+    commands: Iterable[str],
+    *,
+    secret: bool = False,
+    check: Callable[[T, bool], str | None] | None = None,
+) -> Key[T | None]:
+    """A key that may stay unset (None)."""
+    return Key(name, parse, None, help, commands, secret=secret, check=check)
+
+
+KeyName = Literal[
+    "ECR_REGISTRY",
+    "ECR_REPOSITORY",
+    "AWS_REGION",
     "EC2_HOST",
     "ASG_NAME",
     "SSH_ADDRESS",
@@ -91,17 +295,7 @@ HOST_KEYS = (
     "SSH_CONFIG",
     "GHOSTHANDS_DIR",
     "GH_ENVIRONMENT",
-    "GH_API_PORT",
-    "GH_WORKER_PORT",
-)
-DEPLOY_KEYS = (*PUSH_KEYS, *HOST_KEYS, "HEALTH_TIMEOUT", "DRAIN_TIMEOUT", "STOP_TIMEOUT")
-# The agent runs on the host itself: no EC2_HOST/EC2_KEY/SSH settings.
-AGENT_KEYS = (
-    "ECR_REGISTRY",
-    "ECR_REPOSITORY",
-    "AWS_REGION",
-    "GHOSTHANDS_DIR",
-    "GH_ENVIRONMENT",
+    "IMAGE_TAG",
     "GH_API_PORT",
     "GH_WORKER_PORT",
     "HEALTH_TIMEOUT",
@@ -111,40 +305,179 @@ AGENT_KEYS = (
     "AGENT_INTERVAL",
     "AGENT_FLEET_TABLE",
     "AGENT_FLEET_BATCH",
-)
+]
 
 
-@dataclass
+@dataclass(frozen=True, repr=False)
 class Config:
-    """Resolved settings. Only the keys a command asked for are guaranteed valid."""
+    """Resolved settings, read-only. The keys a command needs were validated when it loaded them;
+    reading another key parses it then (a bad or missing value is a ConfigError, never a crash)."""
 
-    values: dict[str, str]
-    sources: dict[str, str]
-    env_file: Path | None
-    hosts: list[Host] = field(default_factory=list)
+    # --- the schema: every key, in the order of README's table -----------------------------
+    ecr_registry = required(
+        "ECR_REGISTRY",
+        registry_host,
+        "registry host[:port], e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        _REGISTRY_USERS,
+    )
+    ecr_repository = setting(
+        "ECR_REPOSITORY",
+        pattern(REPOSITORY_RE, "a repository name (lower case, digits, . _ - /)"),
+        "ghosthands",
+        "repository in the registry",
+        (*_REGISTRY_USERS, ROLLBACK),
+    )
+    aws_region = required(
+        "AWS_REGION",
+        pattern(REGION_RE, "an AWS region like us-east-1"),
+        "region of the registry and of ASG_NAME",
+        _AWS_USERS,
+    )
+    ec2_host = optional(
+        "EC2_HOST",
+        host_list,
+        "user@host[:port]; comma-separated = a fleet, deployed in that order (or ASG_NAME)",
+        (*_SSH_USERS, HOSTS),
+    )
+    asg_name = optional(
+        "ASG_NAME",
+        pattern(ASG_RE, "an Auto Scaling Group name"),
+        "Auto Scaling Group whose InService instances are the hosts (instead of EC2_HOST)",
+        (*_SSH_USERS, HOSTS),
+    )
+    ssh_address = setting(
+        "SSH_ADDRESS",
+        choice("private", "public"),
+        "private",
+        "which address of an ASG instance to use: private or public",
+        (*_SSH_USERS, HOSTS),
+    )
+    ssh_user = setting(
+        "SSH_USER",
+        pattern(USER_RE, "a user name (letters, digits, _ . -; not starting with a digit, '-' or '.')"),
+        "ec2-user",
+        "user for hosts found through ASG_NAME",
+        (*_SSH_USERS, HOSTS),
+    )
+    ec2_key = required(
+        "EC2_KEY", local_path, "SSH private key file (.pem); ~ is expanded", _SSH_USERS, check=readable_file
+    )
+    ssh_known_hosts = setting(
+        "SSH_KNOWN_HOSTS",
+        local_path,
+        "~/.ssh/known_hosts",
+        "known_hosts file checked for host keys (and written with --accept-new-host-key)",
+        _SSH_USERS,
+        check=not_a_directory,
+    )
+    ssh_config = setting(
+        "SSH_CONFIG",
+        local_path,
+        "~/.ssh/config",
+        "OpenSSH client config honoured for hosts (HostName, User, Port, IdentityFile, ProxyJump)",
+        _SSH_USERS,
+        check=file_if_explicit,
+    )
+    ghosthands_dir = setting("GHOSTHANDS_DIR", remote_dir, "/opt/ghosthands", "app directory on each host", _HOST_USERS)
+    gh_environment = setting(
+        "GH_ENVIRONMENT",
+        choice(*COMPOSE_FILES),
+        "production",
+        "production -> docker-compose.prod.yml, staging -> docker-compose.staging.yml",
+        (*_HOST_USERS, NOTIFY),
+    )
+    image_tag = optional(
+        "IMAGE_TAG",
+        docker_tag,
+        "image tag to build, push, deploy (default: short SHA of HEAD)",
+        (BUILD, PUSH, DEPLOY, NOTIFY),
+    )
+    gh_api_port = setting("GH_API_PORT", port, "3100", "api port on each host's localhost", _HOST_USERS)
+    gh_worker_port = setting("GH_WORKER_PORT", port, "3101", "worker status port on each host's localhost", _HOST_USERS)
+    health_timeout = setting(
+        "HEALTH_TIMEOUT",
+        seconds(1, 3600),
+        "60",
+        "seconds to wait for /health to answer 200 after a restart",
+        _OPERATION_USERS,
+    )
+    drain_timeout = setting(
+        "DRAIN_TIMEOUT",
+        seconds(0, 86400),
+        "60",
+        "seconds to wait for the worker to drain before SIGTERM",
+        _OPERATION_USERS,
+    )
+    stop_timeout = setting(
+        "STOP_TIMEOUT",
+        seconds(0, 3600),
+        "35",
+        "seconds `docker compose stop` gives the worker before SIGKILL",
+        _OPERATION_USERS,
+    )
+    agent_tag = setting("AGENT_TAG", docker_tag, "latest", "agent: the tag it follows in the registry", (AGENT,))
+    agent_interval = setting(
+        "AGENT_INTERVAL",
+        seconds(AGENT_MIN_INTERVAL, 86400),
+        "60",
+        f"agent: seconds between polls of the registry (at least {AGENT_MIN_INTERVAL})",
+        (AGENT,),
+    )
+    agent_fleet_table = optional(
+        "AGENT_FLEET_TABLE",
+        pattern(TABLE_RE, "a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"),
+        "agent: DynamoDB table that coordinates the fleet's agents (unset: each host alone)",
+        (AGENT,),
+    )
+    agent_fleet_batch = setting(
+        "AGENT_FLEET_BATCH",
+        integer(1, 1000, "hosts"),
+        "1",
+        "agent: hosts of the fleet that may switch at the same time",
+        (AGENT,),
+    )
+    # --- end of the schema ----------------------------------------------------------------
 
-    def get(self, key: str) -> str | None:
-        return self.values.get(key)
+    values: Mapping[str, str] = field(default_factory=dict)  # raw text of every key that has one
+    sources: Mapping[str, str] = field(default_factory=dict)  # key -> "flag --tag" | "environment" | file | "default"
+    env_file: Path | None = None
+    checked: frozenset[str] = frozenset()  # the keys validated at load time
+    _parsed: Mapping[str, Any] = field(default_factory=dict)
 
-    def text(self, key: str) -> str:
-        value = self.values.get(key)
-        if value is None:  # a bug: the command did not ask for this key
-            raise KeyError(key)
+    def __repr__(self) -> str:
+        shown = {k: KEYS[k].shown(v) if k in KEYS else "?" for k, v in self.values.items()}
+        return f"Config({shown}, env_file={self.env_file})"
+
+    def _typed(self, key: Key[Any]) -> Any:
+        if key.name in self._parsed:
+            return self._parsed[key.name]
+        # A key the command did not declare: parse it now, with the same rules.
+        problems: list[str] = []
+        value = _parse_one(key, self.values.get(key.name), self.sources.get(key.name, ""), problems)
+        if problems:
+            raise ConfigError(problems, _hint(self, problems))
         return value
 
-    def number(self, key: str) -> int:
-        return int(self.text(key))
+    # --- derived values -----------------------------------------------------------------
 
-    def path(self, key: str) -> Path:
-        return Path(self.text(key)).expanduser()
+    @property
+    def hosts(self) -> list[Host]:
+        """EC2_HOST's hosts in order ([] when the hosts come from ASG_NAME)."""
+        return list(self.ec2_host or ()) if "EC2_HOST" in self.values else []
+
+    @property
+    def ssh_config_in_use(self) -> Path | None:
+        """The OpenSSH config to honour, or None when the default one does not exist."""
+        path = self.ssh_config
+        return path if path.is_file() else None
 
     @property
     def registry(self) -> str:
-        return self.text("ECR_REGISTRY")
+        return self.ecr_registry
 
     @property
     def repository(self) -> str:
-        return self.text("ECR_REPOSITORY")
+        return self.ecr_repository
 
     @property
     def image_name(self) -> str:
@@ -152,7 +485,71 @@ class Config:
 
     @property
     def compose_file(self) -> str:
-        return f"{self.text('GHOSTHANDS_DIR').rstrip('/')}/{COMPOSE_FILES[self.text('GH_ENVIRONMENT')]}"
+        return f"{self.ghosthands_dir.rstrip('/')}/{COMPOSE_FILES[self.gh_environment]}"
+
+    def flag_of(self, name: KeyName) -> str | None:
+        """The flag a value came from (`--tag`, `--to`), or None when it came from config."""
+        source = self.sources.get(name, "")
+        return source.split(" ", 1)[1] if source.startswith("flag ") else None
+
+    # --- the string accessors (typed attributes are preferred) -------------------------------
+
+    def get(self, name: KeyName) -> str | None:
+        """Raw text of a key, or None when unset."""
+        _declared(name)
+        return self.values.get(name)
+
+    def text(self, name: KeyName) -> str:
+        value = self.values.get(_declared(name))
+        if value is None:  # a bug: the command asked for a key that has no value
+            raise KeyError(name)
+        return value
+
+    def number(self, name: KeyName) -> int:
+        self.text(name)
+        value = getattr(self, KEYS[name].attr)
+        if not isinstance(value, int):
+            raise TypeError(f"{name} is not a number")
+        return value
+
+    def path(self, name: KeyName) -> Path:
+        self.text(name)
+        return Path(self.text(name)).expanduser()
+
+
+KEYS: dict[str, Key[Any]] = {k.name: k for k in vars(Config).values() if isinstance(k, Key)}
+
+
+def _declared(name: str) -> str:
+    if name not in KEYS:
+        raise KeyError(f"{name} is not a declared config key (declare it in ghdeploy/config.py)")
+    return name
+
+
+def keys_for(command: str) -> tuple[str, ...]:
+    """The keys a command needs, in schema order."""
+    return tuple(name for name, key in KEYS.items() if command in key.commands)
+
+
+COMMAND_ORDER = (BUILD, PUSH, DEPLOY, ROLLBACK, ROLLBACK_TO, HOSTS, *READ_ONLY, AGENT, SERVE, NOTIFY)
+
+
+def documented_commands(name: str) -> list[str]:
+    """The commands README's table lists for a key (`rollback --to` only when plain rollback does not use it)."""
+    used = KEYS[name].commands
+    shown = [c for c in used if not (c == ROLLBACK_TO and ROLLBACK in used)]
+    return sorted(shown, key=lambda c: (COMMAND_ORDER.index(c) if c in COMMAND_ORDER else len(COMMAND_ORDER), c))
+
+
+# What each command needs (kept as names because tests and older call sites use them).
+BUILD_KEYS = keys_for(BUILD)
+PUSH_KEYS = keys_for(PUSH)
+HOST_KEYS = keys_for("status")
+DEPLOY_KEYS = keys_for(DEPLOY)
+AGENT_KEYS = keys_for(AGENT)
+
+
+# --- loading ------------------------------------------------------------------------------------
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -161,144 +558,135 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
+def _find_env_file(env_file: Path | None, cwd: Path | None) -> Path | None:
+    if env_file is not None:
+        env_file = env_file.expanduser()
+        if env_file.is_dir():
+            raise ConfigError(
+                f"--env-file {env_file} is a directory", f"name the file itself, e.g. {env_file / DEFAULT_ENV_FILE}"
+            )
+        if not env_file.exists():
+            raise ConfigError(f"--env-file {env_file}: no such file", "check the --env-file path")
+        if not env_file.is_file():
+            raise ConfigError(f"--env-file {env_file} is not a regular file", "name a file of KEY=value lines")
+        return env_file
+    candidate = (cwd or Path.cwd()) / DEFAULT_ENV_FILE
+    return candidate if candidate.is_file() else None
+
+
 def load_config(
     *,
-    needs: Iterable[str],
+    needs: Iterable[str] | None = None,
+    command: str | None = None,
     env_file: Path | None = None,
     overrides: Mapping[str, str | None] | None = None,
+    flag_names: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Config:
-    """Resolve every known key, then validate those in `needs`. Raises ConfigError listing all problems."""
+    """Resolve every declared key, then validate those a command needs (`command=` or `needs=`).
+
+    `overrides` are flag values by key (None: flag not given); `flag_names` says which flag set
+    each key (`{"IMAGE_TAG": "--to"}`), so errors name the flag. Raises ConfigError listing all problems.
+    """
     environ = os.environ if environ is None else environ
-    problems: list[str] = []
+    used_file = _find_env_file(env_file, cwd)
     file_values: dict[str, str] = {}
-    used_file: Path | None = None
-    if env_file is not None:
-        env_file = env_file.expanduser()
-        if not env_file.is_file():
-            raise ConfigError(f"env file {env_file} not found", "check the --env-file path")
-        used_file = env_file
-    else:
-        candidate = (cwd or Path.cwd()) / DEFAULT_ENV_FILE
-        if candidate.is_file():
-            used_file = candidate
     if used_file is not None:
         try:
             file_values = read_env_file(used_file)
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {used_file}: {exc}") from None
+            raise ConfigError(f"cannot read {used_file}: {exc}", "check the file's permissions and encoding") from None
 
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
-    for key, spec in KEYS.items():
-        flag = (overrides or {}).get(key)
+    for name, key in KEYS.items():
+        flag = (overrides or {}).get(name)
         if flag is not None:
-            values[key], sources[key] = flag, "flag"
-        elif environ.get(key):
-            values[key], sources[key] = environ[key], "environment"
-        elif file_values.get(key):
-            values[key], sources[key] = file_values[key], str(used_file)
-        elif spec.default is not None:
-            values[key], sources[key] = spec.default, "default"
-    for key in ("EC2_KEY", "SSH_KNOWN_HOSTS", "SSH_CONFIG"):
-        if key in values:
-            values[key] = os.path.expanduser(values[key])
+            flag_name = (flag_names or {}).get(name)
+            values[name], sources[name] = flag, f"flag {flag_name}" if flag_name else "flag"
+        elif environ.get(name):
+            values[name], sources[name] = environ[name], "environment"
+        elif file_values.get(name):
+            values[name], sources[name] = file_values[name], str(used_file)
+        elif key.default is not None:
+            values[name], sources[name] = key.default, "default"
+        if name in values and key.parse is local_path:
+            values[name] = os.path.expanduser(values[name])
 
-    config = Config(values=values, sources=sources, env_file=used_file)
-    needed = set(needs)
-    _validate(config, needed, problems)
+    # A value given as a flag is always checked, whatever the command declared.
+    given = {name for name, value in (overrides or {}).items() if value is not None}
+    needed = set(needs or ()) | set(keys_for(command) if command else ()) | given
+    unknown = needed - KEYS.keys()
+    if unknown:
+        raise KeyError(f"undeclared config keys {sorted(unknown)}")
+    problems: list[str] = []
+    parsed: dict[str, Any] = {}
+    for name in KEYS:
+        if name in needed:
+            parsed[name] = _parse_one(KEYS[name], values.get(name), sources.get(name, ""), problems)
+    draft = Config(values=MappingProxyType(values), sources=MappingProxyType(sources), env_file=used_file)
+    _cross_checks(values, sources, needed, parsed, problems)
     if problems:
-        where = f" (read {used_file})" if used_file else f" (no {DEFAULT_ENV_FILE} here)"
-        raise ConfigError(
-            problems,
-            f"set them in {DEFAULT_ENV_FILE} or the environment{where}; {DEFAULT_ENV_FILE}.example documents every key",
-        )
-    return config
+        raise ConfigError(problems, _hint(draft, problems))
+    return Config(
+        values=MappingProxyType(values),
+        sources=MappingProxyType(sources),
+        env_file=used_file,
+        checked=frozenset(needed),
+        _parsed=MappingProxyType(parsed),
+    )
 
 
-def _validate(config: Config, needed: set[str], problems: list[str]) -> None:
-    v = config.values
+def _label(key: Key[Any], source: str) -> str:
+    return source.split(" ", 1)[1] if source.startswith("flag ") else key.name
 
-    def missing(key: str) -> None:
-        problems.append(f"{key} is not set ({KEYS[key].help})")
 
-    def check(key: str, ok: bool, why: str) -> None:
-        if key in v and not ok:
-            problems.append(f"{key}={v[key]!r}: {why}")
+def _parse_one(key: Key[Any], raw: str | None, source: str, problems: list[str]) -> Any:
+    if raw is None:
+        if key.required:
+            problems.append(f"{key.name} is not set ({key.help})")
+        return None
+    label = _label(key, source)
+    sep = " " if label.startswith("-") else "="
+    try:
+        value = key.parse(raw)
+    except ValueError as exc:
+        problems.append(f"{label}{sep}{key.shown(raw)}: {exc}")
+        return None
+    if key.check is not None:
+        why = key.check(value, source != "default")
+        if why:
+            problems.append(f"{label}{sep}{key.shown(raw)}: {why}")
+            return None
+    return value
 
-    if "ECR_REGISTRY" in needed:
-        if "ECR_REGISTRY" not in v:
-            missing("ECR_REGISTRY")
-        check("ECR_REGISTRY", bool(REGISTRY_RE.match(v.get("ECR_REGISTRY", ""))), "not a registry host[:port]")
-    if "ECR_REPOSITORY" in needed:
-        check(
-            "ECR_REPOSITORY",
-            bool(REPOSITORY_RE.match(v.get("ECR_REPOSITORY", ""))),
-            "not a valid repository name (lower case, digits, . _ - /)",
-        )
-    if "IMAGE_TAG" in needed:
-        check(
-            "IMAGE_TAG",
-            bool(TAG_RE.match(v.get("IMAGE_TAG", ""))),
-            "not a valid docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})",
-        )
-    if "AWS_REGION" in needed:
-        if "AWS_REGION" not in v:
-            missing("AWS_REGION")
-        check("AWS_REGION", bool(REGION_RE.match(v.get("AWS_REGION", ""))), "not an AWS region like us-east-1")
-    if "EC2_HOST" in needed:
-        if "EC2_HOST" in v:
-            try:
-                config.hosts = parse_host_list(v["EC2_HOST"])
-            except ValueError as exc:
-                problems.append(f"EC2_HOST={v['EC2_HOST']!r}: {exc} (expected user@host[:port], comma-separated)")
-        elif "ASG_NAME" not in v:
-            problems.append("EC2_HOST is not set (user@host[:port], comma-separated), nor ASG_NAME")
-    if "ASG_NAME" in needed:
-        check("ASG_NAME", bool(ASG_RE.match(v.get("ASG_NAME", ""))), "not an Auto Scaling Group name")
-        if "ASG_NAME" in v and "EC2_HOST" in v:
+
+def _cross_checks(
+    values: Mapping[str, str],
+    sources: Mapping[str, str],
+    needed: set[str],
+    parsed: Mapping[str, Any],
+    problems: list[str],
+) -> None:
+    """Rules between keys."""
+    if "EC2_HOST" in needed or "ASG_NAME" in needed:
+        if "EC2_HOST" in values and "ASG_NAME" in values:
             problems.append("EC2_HOST and ASG_NAME are both set: choose one")
-        if "ASG_NAME" in v and "AWS_REGION" not in v and "AWS_REGION" not in needed:
-            missing("AWS_REGION")
-    if "SSH_ADDRESS" in needed:
-        check("SSH_ADDRESS", v.get("SSH_ADDRESS") in ("private", "public"), "must be private or public")
-    if "EC2_KEY" in needed:
-        if "EC2_KEY" not in v:
-            missing("EC2_KEY")
-        else:
-            key_path = Path(v["EC2_KEY"])
-            if not key_path.is_file():
-                problems.append(f"EC2_KEY={v['EC2_KEY']!r}: no such file")
-            elif not os.access(key_path, os.R_OK):
-                problems.append(f"EC2_KEY={v['EC2_KEY']!r}: not readable")
-    if "GHOSTHANDS_DIR" in needed:
-        check(
-            "GHOSTHANDS_DIR",
-            v.get("GHOSTHANDS_DIR", "").startswith("/") and "\n" not in v.get("GHOSTHANDS_DIR", ""),
-            "must be an absolute path",
-        )
-    if "GH_ENVIRONMENT" in needed:
-        check("GH_ENVIRONMENT", v.get("GH_ENVIRONMENT") in COMPOSE_FILES, "must be production or staging")
-    for port_key in ("GH_API_PORT", "GH_WORKER_PORT"):
-        if port_key in needed:
-            text = v.get(port_key, "")
-            check(port_key, text.isdigit() and 1 <= int(text) <= 65535, "not a port number (1-65535)")
-    for timeout_key in ("HEALTH_TIMEOUT", "DRAIN_TIMEOUT", "STOP_TIMEOUT"):
-        if timeout_key in needed:
-            text = v.get(timeout_key, "")
-            check(timeout_key, text.isdigit() and int(text) <= 86400, "not a whole number of seconds")
-    if "AGENT_TAG" in needed:
-        check("AGENT_TAG", bool(TAG_RE.match(v.get("AGENT_TAG", ""))), "not a valid docker tag")
-    if "AGENT_INTERVAL" in needed:
-        text = v.get("AGENT_INTERVAL", "")
-        check(
-            "AGENT_INTERVAL",
-            text.isdigit() and AGENT_MIN_INTERVAL <= int(text) <= 86400,
-            f"not a whole number of seconds from {AGENT_MIN_INTERVAL} to 86400",
-        )
-    if "AGENT_FLEET_TABLE" in needed:
-        check("AGENT_FLEET_TABLE", bool(TABLE_RE.match(v.get("AGENT_FLEET_TABLE", ""))), "not a DynamoDB table name")
-    if "AGENT_FLEET_BATCH" in needed:
-        text = v.get("AGENT_FLEET_BATCH", "")
-        check("AGENT_FLEET_BATCH", text.isdigit() and 1 <= int(text) <= 1000, "not a number of hosts (1 or more)")
+        elif "EC2_HOST" not in values and "ASG_NAME" not in values:
+            problems.append("EC2_HOST is not set (user@host[:port], comma-separated), nor ASG_NAME")
+        if "ASG_NAME" in values and "AWS_REGION" not in needed:  # finding the group's instances needs a region
+            if "AWS_REGION" not in values:
+                problems.append(f"AWS_REGION is not set ({KEYS['AWS_REGION'].help}); ASG_NAME needs it")
+            else:
+                _parse_one(KEYS["AWS_REGION"], values["AWS_REGION"], sources.get("AWS_REGION", ""), problems)
+    api, worker = parsed.get("GH_API_PORT"), parsed.get("GH_WORKER_PORT")
+    if api is not None and api == worker:
+        problems.append(f"GH_API_PORT and GH_WORKER_PORT are both {api}: the api and the worker need their own ports")
+
+
+def _hint(config: Config, problems: list[str]) -> str:
+    if all(p.startswith("-") for p in problems):
+        return "fix the value of the flag named above (see the command's --help)"
+    where = f" (read {config.env_file})" if config.env_file else f" (no {DEFAULT_ENV_FILE} here)"
+    return f"set them in {DEFAULT_ENV_FILE} or the environment{where}; {DEFAULT_ENV_FILE}.example documents every key"

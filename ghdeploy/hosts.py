@@ -6,9 +6,12 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+# Used with fullmatch and re.ASCII: `$` would let a trailing newline through, and without ASCII
+# other scripts' letters would pass.
+_USER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", re.ASCII)
 _HOSTNAME_RE = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
+    re.ASCII,
 )
 
 
@@ -41,7 +44,7 @@ def parse_host(spec: str) -> Host:
     user: str | None = None
     if "@" in text:
         user, text = text.rsplit("@", 1)
-        if not _USER_RE.match(user):
+        if not _USER_RE.fullmatch(user):
             raise ValueError(f"bad user name {user!r}")
     port: int | None = None
     if text.startswith("["):
@@ -63,26 +66,36 @@ def parse_host(spec: str) -> Host:
         port = _parse_port(port_text)
     elif text.count(":") > 1:
         raise ValueError("IPv6 addresses must be written as [addr] or [addr]:port")
-    if not _HOSTNAME_RE.match(text):
+    if not _HOSTNAME_RE.fullmatch(text):
         raise ValueError(f"bad host name {text!r}")
     return Host(hostname=text, user=user, port=port)
 
 
 def _parse_port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    # str.isdigit() would take '¹' and then int() would raise; only ASCII digits are a port.
+    if not re.fullmatch(r"[0-9]{1,5}", text, re.ASCII) or not 1 <= int(text) <= 65535:
         raise ValueError(f"bad port {text!r} (1-65535)")
     return int(text)
 
 
 def parse_host_list(value: str) -> list[Host]:
-    """A comma-separated list, in deploy order. Duplicates are refused."""
+    """A comma-separated list, in deploy order. Duplicates are refused.
+
+    `h1`, `h1:22` and `u@h1` are one machine (one lock, one app directory): listing it twice would
+    make a deploy wait for its own lock, so the same host name and port (22 when unset) is a duplicate.
+    """
     hosts: list[Host] = []
+    seen: dict[tuple[str, int], Host] = {}
     for part in value.split(","):
         if not part.strip():
             continue
         host = parse_host(part)
-        if host in hosts:
-            raise ValueError(f"host {host.label} listed twice")
+        same = (host.hostname.lower(), host.port or 22)
+        if same in seen:
+            first = seen[same]
+            also = "" if first.label == host.label else f" (as {first.label} and {host.label})"
+            raise ValueError(f"host {host.hostname} listed twice{also}")
+        seen[same] = host
         hosts.append(host)
     if not hosts:
         raise ValueError("no host given")

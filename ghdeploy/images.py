@@ -36,7 +36,7 @@ class PushOutcome:
 
 
 def validate_tag(tag: str, source: str = "--tag") -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise ConfigError(
             f"{source} {tag!r} is not a valid docker tag",
             "use letters, digits, '_', '.', '-' (not first), at most 128 characters",

@@ -300,7 +300,11 @@ def test_build_keys_do_not_ask_for_host_settings(tmp_path: Path) -> None:
     cfg = load_config(needs=BUILD_KEYS, environ=environ, cwd=tmp_path)
     assert cfg.registry == "123456789012.dkr.ecr.us-east-1.amazonaws.com"
     assert cfg.repository == "ghosthands"  # default
-    assert cfg.hosts == []
+    # reading a key the command did not declare checks it then: an error naming it, not a crash
+    with pytest.raises(ConfigError, match="EC2_HOST"):
+        cfg.hosts  # noqa: B018
+    with pytest.raises(ConfigError, match="HEALTH_TIMEOUT"):
+        cfg.health_timeout  # noqa: B018
 
 
 def test_build_keys_still_validate_what_build_needs(tmp_path: Path) -> None:
@@ -373,3 +377,198 @@ def test_env_deploy_example_documents_every_key() -> None:
     text = example.read_text()
     undocumented = [key for key in config.KEYS if not re.search(rf"(?<![A-Z0-9_]){key}(?![A-Z0-9_])", text)]
     assert not undocumented, f".env.deploy.example does not mention {undocumented}"
+
+
+# --- input the issue found accepted or crashing (issue 9) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ECR_REGISTRY", "r.example.com\n"),
+        ("ECR_REPOSITORY", "ghosthands\n"),
+        ("IMAGE_TAG", "v1\n"),
+        ("AWS_REGION", "us-east-1\n"),
+        ("ASG_NAME", "group\n"),
+        ("EC2_HOST", "ubuntu\n@h1"),
+        ("SSH_USER", "ec2-user\n"),
+    ],
+)
+def test_a_trailing_newline_is_refused(tmp_path: Path, key: str, value: str) -> None:
+    """`$` matches before a final newline; fullmatch does not."""
+    environ = {**_valid_deploy_environ(tmp_path), key: value}
+    if key in ("ASG_NAME", "SSH_USER"):
+        environ.pop("EC2_HOST")
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    assert _problems_for(info.value.problems, key), info.value.problems
+
+
+@pytest.mark.parametrize("key", ["GH_API_PORT", "GH_WORKER_PORT", "HEALTH_TIMEOUT", "DRAIN_TIMEOUT", "STOP_TIMEOUT"])
+@pytest.mark.parametrize("value", ["¹", "³", "٣", "\uff11\uff12", " 30", "+30", "3_0"])
+def test_numbers_are_ascii_digits_only(tmp_path: Path, key: str, value: str) -> None:
+    """str.isdigit() takes superscripts (then int() raised a traceback); int() takes other scripts."""
+    environ = {**_valid_deploy_environ(tmp_path), key: value}
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    (problem,) = _problems_for(info.value.problems, key)
+    assert "whole number" in problem
+
+
+@pytest.mark.parametrize(
+    "value",
+    [".", "--help", "-r.example.com", "r.example.com:99999", "r.example.com:0", "r.example.com:", "reg", "a..b"],
+)
+def test_bad_registry_hosts(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=BUILD_KEYS, environ={"ECR_REGISTRY": value}, cwd=tmp_path)
+    assert _problems_for(info.value.problems, "ECR_REGISTRY"), info.value.problems
+
+
+@pytest.mark.parametrize("value", ["r.example.com", "10.88.0.1:5131", "localhost:5000", "localhost", "reg:443"])
+def test_good_registry_hosts(tmp_path: Path, value: str) -> None:
+    assert load_config(needs=BUILD_KEYS, environ={"ECR_REGISTRY": value}, cwd=tmp_path).registry == value
+
+
+@pytest.mark.parametrize("value", ["x;rm -rf /", "a@b", "-oProxyCommand=x", "", "1user", "ü"])
+def test_bad_ssh_user(tmp_path: Path, value: str) -> None:
+    environ = {**_valid_deploy_environ(tmp_path), "ASG_NAME": "group", "SSH_USER": value}
+    environ.pop("EC2_HOST")
+    if not value:  # an empty value means unset: the default applies
+        assert load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path).ssh_user == "ec2-user"
+        return
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    assert _problems_for(info.value.problems, "SSH_USER"), info.value.problems
+
+
+@pytest.mark.parametrize("value", ["h1,h1:22", "root@h1,h1", "root@h1:22,ubuntu@h1"])
+def test_the_same_host_twice_is_refused(tmp_path: Path, value: str) -> None:
+    environ = {**_valid_deploy_environ(tmp_path), "EC2_HOST": value}
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    (problem,) = _problems_for(info.value.problems, "EC2_HOST")
+    assert "twice" in problem
+
+
+def test_an_explicit_ssh_config_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    environ = {**_valid_deploy_environ(tmp_path), "SSH_CONFIG": str(tmp_path / "no-such-config")}
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    (problem,) = _problems_for(info.value.problems, "SSH_CONFIG")
+    assert "no such file" in problem
+
+
+def test_the_default_ssh_config_may_be_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_config(needs=DEPLOY_KEYS, environ=_valid_deploy_environ(tmp_path), cwd=tmp_path)
+    assert cfg.ssh_config_in_use is None
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text("Host *\n")
+    cfg = load_config(needs=DEPLOY_KEYS, environ=_valid_deploy_environ(tmp_path), cwd=tmp_path)
+    assert cfg.ssh_config_in_use == tmp_path / ".ssh" / "config"
+
+
+def test_api_and_worker_on_the_same_port_is_refused(tmp_path: Path) -> None:
+    environ = {**_valid_deploy_environ(tmp_path), "GH_API_PORT": "3100", "GH_WORKER_PORT": "3100"}
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    assert _problems_for(info.value.problems, "GH_API_PORT and GH_WORKER_PORT"), info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("HEALTH_TIMEOUT", "0"),
+        ("HEALTH_TIMEOUT", "3601"),
+        ("DRAIN_TIMEOUT", "86401"),
+        ("STOP_TIMEOUT", "3601"),
+        ("STOP_TIMEOUT", "99999999999"),
+    ],
+)
+def test_nonsense_ranges_are_refused(tmp_path: Path, key: str, value: str) -> None:
+    environ = {**_valid_deploy_environ(tmp_path), key: value}
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    (problem,) = _problems_for(info.value.problems, key)
+    assert "range" in problem or "whole number" in problem
+
+
+def test_zero_drain_and_stop_timeouts_are_allowed(tmp_path: Path) -> None:
+    """0 means: do not wait for the drain / kill at once. Both are real choices, unlike a 0 health timeout."""
+    environ = {**_valid_deploy_environ(tmp_path), "DRAIN_TIMEOUT": "0", "STOP_TIMEOUT": "0"}
+    cfg = load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    assert (cfg.drain_timeout, cfg.stop_timeout) == (0, 0)
+
+
+@pytest.mark.parametrize("value", ["/", "//", "/opt/../etc", "/opt/gh\nx"])
+def test_bad_ghosthands_dir(tmp_path: Path, value: str) -> None:
+    environ = {**_valid_deploy_environ(tmp_path), "GHOSTHANDS_DIR": value}
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    assert _problems_for(info.value.problems, "GHOSTHANDS_DIR")
+
+
+def test_a_key_file_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    environ = {**_valid_deploy_environ(tmp_path), "EC2_KEY": str(tmp_path)}
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=DEPLOY_KEYS, environ=environ, cwd=tmp_path)
+    (problem,) = _problems_for(info.value.problems, "EC2_KEY")
+    assert "directory" in problem
+
+
+def test_env_file_directory_is_reported_as_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=BUILD_KEYS, env_file=tmp_path, environ={"ECR_REGISTRY": "r.example.com"}, cwd=tmp_path)
+    assert "is a directory" in info.value.message
+    assert "--env-file" in info.value.message
+
+
+# --- a value from a flag is reported as that flag ----------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--tag", "--to"])
+def test_a_bad_flag_value_names_the_flag(tmp_path: Path, flag: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            needs=BUILD_KEYS,
+            environ={"ECR_REGISTRY": "r.example.com"},
+            overrides={"IMAGE_TAG": "v1\n"},
+            flag_names={"IMAGE_TAG": flag},
+            cwd=tmp_path,
+        )
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{flag} 'v1\\n'"), problem
+    assert "IMAGE_TAG" not in problem
+    assert info.value.hint and ".env.deploy" not in info.value.hint and "flag" in info.value.hint
+
+
+def test_an_empty_flag_value_is_a_bad_value_not_an_absent_flag(tmp_path: Path) -> None:
+    """`rollback --to ''` must not quietly become a rollback to the previous release."""
+    with pytest.raises(ConfigError) as info:
+        load_config(needs=[], environ={}, overrides={"IMAGE_TAG": ""}, flag_names={"IMAGE_TAG": "--to"}, cwd=tmp_path)
+    assert info.value.problems[0].startswith("--to ''")
+
+
+def test_mypy_rejects_a_misspelt_key(tmp_path: Path) -> None:
+    """The point of the typed object: a typo is found at check time, not at run time."""
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from ghdeploy.config import Config\n\n\n"
+        "def port(c: Config) -> int:\n    return c.gh_api_prot\n\n\n"
+        "def key(c: Config) -> str:\n    return c.text('GH_API_PROT')\n\n\n"
+        "def ok(c: Config) -> int:\n    return c.gh_api_port + c.health_timeout\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent", str(probe)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert 'has no attribute "gh_api_prot"' in result.stdout, result.stdout
+    assert "Literal['GH_API_PROT']" in result.stdout, result.stdout
+    assert "probe.py:13" not in result.stdout, result.stdout

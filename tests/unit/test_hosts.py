@@ -122,14 +122,28 @@ def test_empty_list_refused(value: str) -> None:
         parse_host_list(value)
 
 
-@pytest.mark.parametrize("value", ["u@h,u@h", "u@h:22, u@h:22", "a,b,a", "[::1]:22,[::1]:22"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "u@h,u@h",
+        "u@h:22, u@h:22",
+        "a,b,a",
+        "[::1]:22,[::1]:22",
+        # one machine written two ways: one lock and one app directory, so it would lock against itself
+        "h1,h1:22",
+        "root@h1,h1:22",
+        "a@h,b@h",
+        "H1,h1",
+    ],
+)
 def test_duplicates_refused(value: str) -> None:
     with pytest.raises(ValueError, match="twice"):
         parse_host_list(value)
 
 
-def test_same_host_different_user_or_port_is_not_a_duplicate() -> None:
-    assert len(parse_host_list("a@h,b@h,a@h:2222")) == 3
+def test_same_host_name_on_another_port_is_not_a_duplicate() -> None:
+    """A port-forwarding gateway reaches different machines on one name."""
+    assert len(parse_host_list("a@h,a@h:2222,a@h:2223")) == 3
 
 
 def test_one_bad_item_fails_the_list_and_names_it() -> None:
