@@ -582,6 +582,74 @@ def notify(
     _finish(render.notify_result(outcome, STATE.json))
 
 
+# --- logs (day-2) -----------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "\b\nExamples:\n"
+        "  ghdeploy logs                          last 200 lines of api and worker on every host, in time order\n"
+        "  ghdeploy logs -f --service worker      follow the workers of all hosts (Ctrl-C ends)\n"
+        "  ghdeploy logs --since 10m --grep ERROR --host ec2-user@10.0.1.5\n"
+        "  ghdeploy logs --service targeted --json one JSON object per line"
+    )
+)
+def logs(
+    host: HostOpt = None,
+    service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service",
+            "-s",
+            metavar="NAME",
+            help="api, worker, another compose service, `targeted` (all targeted workers) or a targeted "
+            "worker's name; repeatable (default: the compose services).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="WHEN", help="Only lines newer than this: 10m, 2h30m, 2d, or a date/time."),
+    ] = None,
+    tail: Annotated[
+        int | None,
+        typer.Option(
+            "-n", "--tail", metavar="N", help="Last N lines of each container (default 200, or all with --since)."
+        ),
+    ] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep streaming new lines until Ctrl-C.")] = False,
+    grep: Annotated[
+        str | None, typer.Option("--grep", metavar="TEXT", help="Only lines containing TEXT (case-sensitive).")
+    ] = None,
+    timestamps: Annotated[
+        bool, typer.Option("-t", "--timestamps", help="Show each line's time as the host's engine recorded it.")
+    ] = False,
+    accept_new_host_key: AcceptOpt = False,
+) -> None:
+    """Container logs from every host at once, each line prefixed with host and service; merged in
+    time order, or followed with -f. --json: one JSON object per line (host, service, time, line)."""
+    from ghdeploy.commands.logs import LogsOptions, targets
+    from ghdeploy.commands.logs import logs as run_logs
+    from ghdeploy.render_logs import LogPrinter
+
+    config = _config(READ_KEYS)
+    options = LogsOptions(services=service or [], since=since, tail=tail, follow=follow, grep=grep)
+    quiet_reporter = LogPrinter([], verbose=STATE.verbose, quiet=STATE.quiet)
+    hosts_to_read = targets(config, host or [], quiet_reporter)
+    printer = LogPrinter(
+        [h.label for h in hosts_to_read],
+        as_json=STATE.json,
+        timestamps=timestamps,
+        follow=follow,
+        verbose=STATE.verbose,
+        quiet=STATE.quiet,
+    )
+    try:
+        outcome = run_logs(config, hosts_to_read, printer, options, printer, accept_new_host_key=accept_new_host_key)
+    finally:
+        printer.flush()
+    _finish(outcome.exit_code)
+
+
 # --- the one boundary -----------------------------------------------------------------------
 
 
@@ -615,6 +683,11 @@ _VALUE_OPTIONS = {
     "--url",
     "--environment",
     "--run-url",
+    "--service",
+    "-s",
+    "--since",
+    "--tail",
+    "--grep",
 }
 
 

@@ -236,3 +236,37 @@ class ContainerSpec:
     memory: int | None
     entrypoint: list[str] | None
     cmd: list[str] | None
+
+
+# --- logs (day-2 tools) ----------------------------------------------------------------------
+
+# One row per container: ID, name, compose working dir, compose service, one-off flag, gh.role, state.
+LOG_CONTAINER_FORMAT = (
+    '{{.ID}}\t{{.Names}}\t{{.Label "com.docker.compose.project.working_dir"}}\t'
+    '{{.Label "com.docker.compose.service"}}\t{{.Label "com.docker.compose.oneoff"}}\t'
+    '{{.Label "gh.role"}}\t{{.State}}'
+)
+
+
+def log_containers() -> Argv:
+    """Every container on the host, one tab-separated row each (logmerge.select_sources picks).
+
+    One `docker ps` instead of one per label filter (filters on different labels are ANDed).
+    """
+    return ["docker", "ps", "--all", "--no-trunc", "--format", LOG_CONTAINER_FORMAT]
+
+
+def container_logs(container_id: str, *, since: str | None, tail: int | None, follow: bool) -> Argv:
+    """`docker logs --timestamps` of one container, its stderr and stdout on one stream.
+
+    The docker CLI writes the container's two streams in their original order; sending both to
+    the same pipe keeps that order, so each container is one time-ordered source.
+    """
+    args = ["--timestamps"]
+    if since:
+        args += ["--since", since]
+    if tail is not None:
+        args += ["--tail", str(tail)]
+    if follow:
+        args.append("--follow")
+    return ["sh", "-c", 'exec docker logs "$@" 2>&1', "sh", *args, "--", container_id]

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import httpx
     import paramiko
 
+    from ghdeploy.transports.ssh.stream import RemoteStream
+
 
 def _quiet_paramiko_logging() -> None:
     # paramiko logs handshake failures from its transport thread at ERROR, with tracebacks;
@@ -208,3 +210,17 @@ class Connection:
         from ghdeploy.transports.ssh import tunnel
 
         return tunnel.http_client(self._transport, self.host.label, timeout)
+
+    # --- streaming (ghdeploy logs) -------------------------------------------------------------
+
+    def stream(self, argv: list[str]) -> RemoteStream:
+        """Start argv on the host; read its output as it comes (see stream.RemoteStream)."""
+        from ghdeploy.transports.ssh import stream
+
+        return stream.start(self._transport, self.host.label, self.settings.connect_timeout, argv)
+
+    def ping(self, timeout: float) -> bool:
+        """Does the host still answer (an SSH keepalive within `timeout` seconds)?"""
+        from ghdeploy.transports.ssh import stream
+
+        return stream.ping(self._transport, timeout)

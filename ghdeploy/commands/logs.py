@@ -1,0 +1,304 @@
+"""`ghdeploy logs`: the app's container logs from every host at once.
+
+Per host: one SSH connection, one `docker ps` to find the containers, then one SSH channel per
+container running `docker logs --timestamps` (see remote_commands.container_logs). Without
+--follow the channels are merged in time order by a lazy k-way merge (logmerge.merge), so
+memory holds one line per container plus each channel's flow-control window, whatever the
+size of the logs. With --follow, lines are printed as they arrive, from whichever host.
+
+A host that stops answering is noticed by an SSH keepalive every couple of seconds (TCP alone
+takes minutes), reported, and dropped; the other hosts keep streaming.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from ghdeploy import logmerge
+from ghdeploy import remote_commands as rc
+from ghdeploy.config import Config
+from ghdeploy.errors import ConfigError, ExitCode, GhdeployError
+from ghdeploy.hosts import Host, narrow
+from ghdeploy.logmerge import LogLine, LogSource
+from ghdeploy.progress import Reporter
+
+if TYPE_CHECKING:
+    from ghdeploy.transports.ssh import Connection, SSHSettings
+    from ghdeploy.transports.ssh.stream import RemoteStream
+
+DEFAULT_TAIL = 200
+PING_EVERY = 2.0  # seconds between keepalives to each host
+PING_TIMEOUT = 5.0  # no answer within this: the host is reported lost and dropped
+QUEUE_LINES = 2000  # --follow: lines in flight between the readers and the printer
+
+
+@dataclass(frozen=True)
+class LogsOptions:
+    services: list[str] = field(default_factory=list)
+    since: str | None = None
+    tail: int | None = None
+    follow: bool = False
+    grep: str | None = None
+
+    def effective_tail(self) -> int | None:
+        # Without --since, an unbounded `docker logs` of a months-old container is gigabytes.
+        if self.tail is not None:
+            return self.tail
+        return None if self.since else DEFAULT_TAIL
+
+
+class LogSink(Protocol):
+    closed: bool  # True once nobody reads any more (stdout closed): stop
+
+    def line(self, line: LogLine) -> None: ...
+
+    def notice(self, message: str) -> None: ...
+
+
+@dataclass
+class LogsOutcome:
+    hosts: list[str]
+    failed: dict[str, str] = field(default_factory=dict)  # host -> why it gave no (or not all) logs
+    lines: int = 0
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return int(ExitCode.OK)  # Ctrl-C is how --follow ends
+        return int(ExitCode.FAILED) if self.failed else int(ExitCode.OK)
+
+
+@dataclass
+class _HostLogs:
+    host: Host
+    conn: Connection | None = None
+    sources: list[tuple[LogSource, RemoteStream]] = field(default_factory=list)
+    available: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class _Session:
+    """The open connections and streams of one `logs` run, and who has dropped out."""
+
+    def __init__(self, config: Config, options: LogsOptions, sink: LogSink, accept_new: bool) -> None:
+        self.options = options
+        self.sink = sink
+        self.app_dir = config.text("GHOSTHANDS_DIR").rstrip("/") or "/"
+        self.settings = _ssh_settings(config, accept_new)
+        self.stopping = threading.Event()
+        self.lost: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.hosts: list[_HostLogs] = []
+
+    def open_host(self, host: Host) -> _HostLogs:
+        """Connect, find the containers, start one `docker logs` per container."""
+        from ghdeploy.transports.ssh import connect
+
+        item = _HostLogs(host)
+        try:
+            item.conn = connect(host, self.settings)
+            listing = item.conn.run(rc.log_containers(), timeout=30)
+            if listing.rc != 0:
+                item.error = f"`docker ps` failed (exit {listing.rc}): {listing.stderr.strip()[-200:]}"
+                return item
+            sources, item.available = logmerge.select_sources(
+                host.label, listing.stdout, self.app_dir, self.options.services
+            )
+            for source in sources:
+                argv = rc.container_logs(
+                    source.container_id,
+                    since=self.options.since,
+                    tail=self.options.effective_tail(),
+                    follow=self.options.follow,
+                )
+                item.sources.append((source, item.conn.stream(argv)))
+        except GhdeployError as exc:
+            item.error = str(exc)
+        return item
+
+    def watch(self, item: _HostLogs) -> None:
+        """Keepalive loop: a host that stops answering is closed, which ends its streams."""
+        conn = item.conn
+        assert conn is not None
+        while not self.stopping.wait(PING_EVERY):
+            if not conn.ping(PING_TIMEOUT):
+                if not self.stopping.is_set():
+                    self.mark_lost(item.host.label, f"no answer to SSH keepalives for {PING_TIMEOUT:g} s")
+                conn.close()
+                return
+
+    def mark_lost(self, host: str, why: str) -> None:
+        with self._lock:
+            first = host not in self.lost
+            self.lost.setdefault(host, why)
+        if first:
+            others = "the other hosts keep streaming" if self.options.follow else "its lines stop here"
+            self.sink.notice(f"{host}: connection lost ({why}); {others}")
+
+    def ended(self, source: LogSource, stream: RemoteStream) -> str | None:
+        """Why a source's stream ended, when that is worth saying (None: it simply finished)."""
+        if self.stopping.is_set():
+            return None
+        if stream.connection_lost:
+            self.mark_lost(source.host, "the SSH connection closed")
+            return "lost"
+        status = stream.exit_status()
+        if status is None and not stream.connection_lost:
+            return None
+        if status == 0:
+            if self.options.follow:
+                self.sink.notice(f"{source.host} {source.service}: log ended (the container stopped or was removed)")
+            return None
+        self.sink.notice(f"{source.host} {source.service}: `docker logs` failed (exit {status}) {stream.stderr_tail()}")
+        return "failed"
+
+    def close(self) -> None:
+        self.stopping.set()
+        for item in self.hosts:
+            if item.conn is not None:
+                item.conn.close()
+
+
+def _ssh_settings(config: Config, accept_new: bool) -> SSHSettings:
+    # The same settings as every other command (engine.fleet.ssh_settings), built here so that `logs`
+    # does not import the deploy engine (~100 ms) before its first line: it is the command
+    # typed first in an incident.
+    from ghdeploy.transports.ssh.settings import SSHSettings
+
+    ssh_config = config.path("SSH_CONFIG") if config.get("SSH_CONFIG") else None
+    return SSHSettings(
+        key_file=config.path("EC2_KEY") if config.get("EC2_KEY") else None,
+        known_hosts=config.path("SSH_KNOWN_HOSTS"),
+        accept_new_host_key=accept_new,
+        ssh_config=ssh_config if ssh_config and ssh_config.is_file() else None,
+    )
+
+
+def targets(config: Config, only: list[str], reporter: Reporter) -> list[Host]:
+    """The hosts to read (EC2_HOST or the ASG's instances, narrowed by --host)."""
+    if config.get("ASG_NAME"):
+        # boto3 is slower than these imports anyway
+        from ghdeploy.commands.common import resolve_hosts
+        from ghdeploy.engine.fleet import HostOptions
+
+        return resolve_hosts(config, HostOptions(only=only), reporter)
+    return narrow(config.hosts, only)
+
+
+def _report_host(session: _Session, item: _HostLogs, outcome: LogsOutcome) -> None:
+    label = item.host.label
+    if item.error:
+        outcome.failed[label] = item.error
+        session.sink.notice(f"{label}: {item.error}")
+    elif not item.sources:
+        wanted = ", ".join(session.options.services) or "the app's compose services"
+        have = ", ".join(item.available) or "none"
+        session.sink.notice(f"{label}: no container for {wanted} (there: {have})")
+    elif item.conn is not None:
+        threading.Thread(target=session.watch, args=(item,), daemon=True).start()
+
+
+def logs(
+    config: Config,
+    hosts: list[Host],
+    reporter: Reporter,
+    options: LogsOptions,
+    sink: LogSink,
+    *,
+    accept_new_host_key: bool = False,
+) -> LogsOutcome:
+    if options.since is not None:
+        options = LogsOptions(
+            options.services, logmerge.normalise_since(options.since), options.tail, options.follow, options.grep
+        )
+    if options.tail is not None and options.tail < 0:
+        raise ConfigError(f"-n {options.tail}: the number of lines must be 0 or more")
+    session = _Session(config, options, sink, accept_new_host_key)
+    outcome = LogsOutcome(hosts=[h.label for h in hosts])
+    try:
+        if options.follow:
+            _follow(session, hosts, outcome)
+        else:
+            _merged(session, hosts, outcome)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        session.close()
+    for host, why in session.lost.items():
+        outcome.failed.setdefault(host, f"connection lost: {why}")
+    if not outcome.interrupted and not outcome.failed and not any(item.sources for item in session.hosts):
+        raise ConfigError(
+            f"no container for {', '.join(options.services) or 'the app'} on any host",
+            "see `ghdeploy status` for what runs where; --service takes api, worker, another compose "
+            "service, targeted, or a targeted worker's name",
+        )
+    return outcome
+
+
+def _merged(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
+    """Every container's log up to now, merged in time order."""
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts) or 1)) as pool:
+        session.hosts = list(pool.map(session.open_host, hosts))
+    for item in session.hosts:
+        _report_host(session, item, outcome)
+
+    def lines(source: LogSource, stream: RemoteStream) -> Iterator[LogLine]:
+        yield from logmerge.parse_lines(source, stream.lines())
+        if session.ended(source, stream) == "failed":
+            outcome.failed.setdefault(source.host, f"`docker logs` of {source.service} failed")
+
+    streams = [lines(source, stream) for item in session.hosts for source, stream in item.sources]
+    for line in logmerge.merge(streams):
+        if logmerge.matches(line, session.options.grep):
+            outcome.lines += 1
+            session.sink.line(line)
+            if session.sink.closed:
+                return
+
+
+def _follow(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
+    """Lines as they come from any host, until Ctrl-C or until every stream has ended."""
+    events: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=QUEUE_LINES)
+    grep = session.options.grep
+
+    def read(source: LogSource, stream: RemoteStream) -> None:
+        for line in logmerge.parse_lines(source, stream.lines()):
+            if logmerge.matches(line, grep):
+                events.put(("line", line))
+        events.put(("end", (source, stream)))
+
+    def start(host: Host) -> None:
+        item = session.open_host(host)
+        session.hosts.append(item)
+        events.put(("host", item))
+        for source, stream in item.sources:
+            threading.Thread(target=read, args=(source, stream), daemon=True).start()
+
+    for host in hosts:
+        threading.Thread(target=start, args=(host,), daemon=True).start()
+    starting, running = len(hosts), 0
+    while (starting or running) and not session.sink.closed:
+        try:
+            kind, payload = events.get(timeout=0.25)
+        except queue.Empty:
+            continue
+        if kind == "line":
+            assert isinstance(payload, LogLine)
+            outcome.lines += 1
+            session.sink.line(payload)
+        elif kind == "host":
+            assert isinstance(payload, _HostLogs)
+            starting -= 1
+            running += len(payload.sources)
+            _report_host(session, payload, outcome)
+        else:
+            running -= 1
+            assert isinstance(payload, tuple)
+            ended_source, ended_stream = payload
+            session.ended(ended_source, ended_stream)
