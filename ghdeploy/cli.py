@@ -629,9 +629,10 @@ def logs(
     time order, or followed with -f. --json: one JSON object per line (host, service, time, line)."""
     from ghdeploy.commands.logs import LogsOptions, targets
     from ghdeploy.commands.logs import logs as run_logs
+    from ghdeploy.config import HOST_KEYS
     from ghdeploy.render_logs import LogPrinter
 
-    config = _config(READ_KEYS)
+    config = _config(HOST_KEYS)  # what status reads: the hosts, SSH, the app directory
     options = LogsOptions(services=service or [], since=since, tail=tail, follow=follow, grep=grep)
     quiet_reporter = LogPrinter([], verbose=STATE.verbose, quiet=STATE.quiet)
     hosts_to_read = targets(config, host or [], quiet_reporter)
