@@ -563,7 +563,7 @@ def notify(
     from ghdeploy.commands import notify as notify_command
     from ghdeploy.server.settings import resolve
 
-    config = _config("notify", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
+    config = _config("notify --wait" if wait else "notify", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     keys = resolve(config, ("DEPLOY_WEBHOOK_SECRET", "DEPLOY_API_TOKEN") if wait else ("DEPLOY_WEBHOOK_SECRET",))
     with _reporter() as reporter:
         outcome = notify_command.notify(

@@ -120,6 +120,8 @@ def registry_host(text: str) -> str:
 
 
 def docker_tag(text: str) -> str:
+    if not text:
+        raise ValueError("empty: name a tag")
     if not TAG_RE.fullmatch(text):
         raise ValueError("not a valid docker tag (letters, digits, '_', '.', '-' but not first; at most 128)")
     return text
@@ -146,6 +148,31 @@ def remote_dir(text: str) -> str:
         raise ValueError("must not be / itself")
     if ".." in text.split("/"):
         raise ValueError("must not contain '..'")
+    return text
+
+
+MIN_SECRET = 16
+
+
+def shared_secret(text: str) -> str:
+    """A signing secret or bearer token (secret keys' reasons read after the key name: no value shown)."""
+    if len(text.strip()) < MIN_SECRET:
+        raise ValueError(f"is shorter than {MIN_SECRET} characters (use e.g. `openssl rand -hex 32`)")
+    return text.strip()
+
+
+def database_url(text: str) -> str:
+    if not text.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+        raise ValueError("is not a sqlite:/// or postgresql:// URL")
+    return text
+
+
+def http_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
+        raise ValueError("not an http:// or https:// URL")
     return text
 
 
@@ -185,6 +212,7 @@ def file_if_explicit(path: Path, explicit: bool) -> str | None:
 BUILD, PUSH, DEPLOY, ROLLBACK, ROLLBACK_TO, HOSTS = "build", "push", "deploy", "rollback", "rollback --to", "hosts"
 READ_ONLY = ("status", "verify", "history", "lock")
 AGENT, SERVE, NOTIFY = "agent", "serve", "notify"  # the agent runs on the host: no EC2_HOST/EC2_KEY/SSH keys
+NOTIFY_WAIT = "notify --wait"
 _REGISTRY_USERS = (BUILD, PUSH, DEPLOY, ROLLBACK_TO, AGENT, SERVE, NOTIFY)
 _AWS_USERS = (PUSH, DEPLOY, ROLLBACK_TO, AGENT, SERVE)
 _SSH_USERS = (DEPLOY, ROLLBACK, ROLLBACK_TO, SERVE, *READ_ONLY)
@@ -305,6 +333,11 @@ KeyName = Literal[
     "AGENT_INTERVAL",
     "AGENT_FLEET_TABLE",
     "AGENT_FLEET_BATCH",
+    "DEPLOY_WEBHOOK_SECRET",
+    "DEPLOY_API_TOKEN",
+    "DATABASE_URL",
+    "DEPLOY_CALLBACK_URL",
+    "WEBHOOK_MAX_AGE",
 ]
 
 
@@ -436,6 +469,35 @@ class Config:
         "agent: hosts of the fleet that may switch at the same time",
         (AGENT,),
     )
+    # The webhook receiver (serve) and its CI sender (notify). Secrets come from the environment or
+    # the env file only; server/settings.py applies DATABASE_URL's default (./ghdeploy-serve.db).
+    deploy_webhook_secret = required(
+        "DEPLOY_WEBHOOK_SECRET",
+        shared_secret,
+        "the secret CI signs webhooks with (HMAC-SHA256), at least 16 characters",
+        (SERVE, NOTIFY),
+        secret=True,
+    )
+    deploy_api_token = required(
+        "DEPLOY_API_TOKEN",
+        shared_secret,
+        "bearer token for GET /api/v1/deploys, at least 16 characters",
+        (SERVE, NOTIFY_WAIT),
+        secret=True,
+    )
+    database_url = optional(
+        "DATABASE_URL",
+        database_url,
+        "sqlite:///PATH or postgresql://user:pass@host/db (default: ./ghdeploy-serve.db)",
+        (SERVE,),
+        secret=True,  # may hold a password
+    )
+    deploy_callback_url = optional(
+        "DEPLOY_CALLBACK_URL", http_url, "where to POST the signed deploy_finished report", (SERVE,)
+    )
+    webhook_max_age = setting(
+        "WEBHOOK_MAX_AGE", seconds(1, 86400), "300", "seconds a webhook's sent_at may be old", (SERVE,)
+    )
     # --- end of the schema ----------------------------------------------------------------
 
     values: Mapping[str, str] = field(default_factory=dict)  # raw text of every key that has one
@@ -527,11 +589,12 @@ def _declared(name: str) -> str:
 
 
 def keys_for(command: str) -> tuple[str, ...]:
-    """The keys a command needs, in schema order."""
-    return tuple(name for name, key in KEYS.items() if command in key.commands)
+    """The keys a command needs, in schema order. A variant (`notify --wait`) needs its command's keys too."""
+    wanted = {command, command.split(" ", 1)[0]}
+    return tuple(name for name, key in KEYS.items() if wanted & key.commands)
 
 
-COMMAND_ORDER = (BUILD, PUSH, DEPLOY, ROLLBACK, ROLLBACK_TO, HOSTS, *READ_ONLY, AGENT, SERVE, NOTIFY)
+COMMAND_ORDER = (BUILD, PUSH, DEPLOY, ROLLBACK, ROLLBACK_TO, HOSTS, *READ_ONLY, AGENT, SERVE, NOTIFY, NOTIFY_WAIT)
 
 
 def documented_commands(name: str) -> list[str]:
@@ -651,15 +714,21 @@ def _parse_one(key: Key[Any], raw: str | None, source: str, problems: list[str])
     sep = " " if label.startswith("-") else "="
     try:
         value = key.parse(raw)
+        why = key.check(value, source != "default") if key.check is not None else None
     except ValueError as exc:
-        problems.append(f"{label}{sep}{key.shown(raw)}: {exc}")
-        return None
-    if key.check is not None:
-        why = key.check(value, source != "default")
-        if why:
-            problems.append(f"{label}{sep}{key.shown(raw)}: {why}")
-            return None
-    return value
+        why = str(exc)
+    if why is None:
+        return value
+    # A secret's value is never shown, not even in an error: the reason follows the key's name.
+    problems.append(f"{label} {why}" if key.secret else f"{label}{sep}{key.shown(raw)}: {why}")
+    return None
+
+
+def check_value(name: str, raw: str | None, source: str = "environment") -> list[str]:
+    """The problems of one value of a declared key (for code that resolves a key itself)."""
+    problems: list[str] = []
+    _parse_one(KEYS[_declared(name)], raw, source, problems)
+    return problems
 
 
 def _cross_checks(

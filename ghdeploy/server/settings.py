@@ -12,20 +12,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ghdeploy.config import Config, read_env_file
+from ghdeploy.config import KEYS, MIN_SECRET, Config, check_value, read_env_file
 from ghdeploy.errors import ConfigError
 
 DEFAULT_DATABASE = "ghdeploy-serve.db"
 DEFAULT_MAX_AGE = "300"
-MIN_SECRET = 16
-
-HELP = {
-    "DEPLOY_WEBHOOK_SECRET": "the secret CI signs webhooks with (HMAC-SHA256)",
-    "DEPLOY_API_TOKEN": "bearer token for GET /api/v1/deploys",
-    "DATABASE_URL": f"sqlite:///PATH or postgresql://user:pass@host/db (default: ./{DEFAULT_DATABASE})",
-    "DEPLOY_CALLBACK_URL": "where to POST the signed deploy_finished report (optional)",
-    "WEBHOOK_MAX_AGE": "seconds a webhook's sent_at may be old",
-}
+__all__ = ["MIN_SECRET", "ServerSettings", "resolve", "server_settings"]
+# The keys, their grammar and help are declared in ghdeploy/config.py's schema.
+HELP = {name: KEYS[name].help for name in KEYS if name.startswith(("DEPLOY_", "DATABASE_", "WEBHOOK_"))}
 SECRETS = ("DEPLOY_WEBHOOK_SECRET", "DEPLOY_API_TOKEN")
 
 
@@ -56,18 +50,8 @@ def resolve(
             values[key] = value.strip() if key in SECRETS else value
         elif key != "DEPLOY_CALLBACK_URL":
             problems.append(f"{key} is not set ({HELP[key]})")
-    for key in SECRETS:
-        if key in values and len(values[key]) < MIN_SECRET:
-            problems.append(f"{key} is shorter than {MIN_SECRET} characters (use e.g. `openssl rand -hex 32`)")
-    age = values.get("WEBHOOK_MAX_AGE")
-    if age is not None and not (age.isdigit() and 1 <= int(age) <= 86400):
-        problems.append(f"WEBHOOK_MAX_AGE={age!r}: not a whole number of seconds (1-86400)")
-    url = values.get("DATABASE_URL")
-    if url is not None and not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
-        problems.append("DATABASE_URL: not a sqlite:/// or postgresql:// URL")
-    callback = values.get("DEPLOY_CALLBACK_URL")
-    if callback is not None and not callback.startswith(("http://", "https://")):
-        problems.append("DEPLOY_CALLBACK_URL: not an http:// or https:// URL")
+    for key, value in values.items():
+        problems += check_value(key, value)
     if problems:
         raise ConfigError(problems, "set them in the environment or the env file; secrets never go on a command line")
     return values
