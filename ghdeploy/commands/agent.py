@@ -26,7 +26,7 @@ from ghdeploy import remote_commands as rc
 from ghdeploy.commands.common import operation
 from ghdeploy.config import Config
 from ghdeploy.engine.fleet import layout_of
-from ghdeploy.engine.host import HostResult, Target, run_host
+from ghdeploy.engine.host import HostResult, Operation, Target, ensure_image, run_host
 from ghdeploy.errors import ExitCode, GhdeployError
 from ghdeploy.progress import Reporter
 
@@ -220,10 +220,12 @@ class Agent:
     def poll(self) -> PollOutcome:
         """One poll; never raises for a failure it can describe (that is the outcome)."""
         self.last_poll = now_iso()
+        outcome = PollOutcome(action="none", tag=self.tag)
         try:
-            outcome = self._poll()
+            outcome = self._poll(outcome)
         except GhdeployError as exc:
-            outcome = PollOutcome(action="failed", tag=self.tag, reason=str(exc), exit_code=int(ExitCode.FAILED))
+            # Keep what was learnt before the failure (the tag's digest, what runs).
+            outcome.action, outcome.reason, outcome.exit_code = "failed", str(exc), int(ExitCode.FAILED)
             if exc.hint:
                 outcome.reason += f" ({exc.hint})"
         self.last = outcome
@@ -235,8 +237,7 @@ class Agent:
         outcome.exit_code = int(ExitCode.INTERRUPTED)
         return outcome
 
-    def _poll(self) -> PollOutcome:
-        out = PollOutcome(action="none", tag=self.tag)
+    def _poll(self, out: PollOutcome) -> PollOutcome:
         self.reporter.step(None, f"resolving {self.repository}:{self.tag}")
         try:
             auth = self.tokens.get()
@@ -244,13 +245,13 @@ class Agent:
         except GhdeployError:
             self.tokens.invalidate()
             raise
+        out.digest = digest
         snapshot = hostops.read_snapshot(self.conn, self.layout)
         app = snapshot.app_image
         out.running = app.digest if app else None
         if digest is None:
             out.reason = f"{self.repository}:{self.tag} is not in the registry"
             return out
-        out.digest = digest
         if running_digests(snapshot) == {digest}:
             out.reason = "already running"
             return out
@@ -266,13 +267,31 @@ class Agent:
             return out
         if self.cancel.is_set():
             return self._interrupted(out)
-        with self._fleet_slot(digest, out) as lease:
+        with self._fleet_slot(digest, out, lambda: self._prepull(auth, digest)) as lease:
             if out.action != "none" or out.exit_code:
                 return out
             return self._deploy(out, auth, digest, lease)
 
+    def target(self, digest: str) -> Target:
+        return Target(
+            ref=f"{self.image_name}@{digest}", label=f"{self.repository}:{self.tag}@{digest[7:19]}", digest=digest
+        )
+
+    def _operation(self, auth: RegistryAuth) -> Operation:
+        op = operation(self.config, self.reporter, self.cancel, f"agent: {self.repository}:{self.tag}")
+        op.auth = auth
+        op.operator = self.operator
+        return op
+
+    def _prepull(self, auth: RegistryAuth, digest: str) -> None:
+        """Pull before queueing for a fleet slot: hosts pull at once, only the switches take turns.
+
+        Pulling needs no lock (it changes nothing that runs); run_host then finds the image there.
+        """
+        ensure_image(self._operation(auth), self.conn, self.target(digest))
+
     @contextlib.contextmanager
-    def _fleet_slot(self, digest: str, out: PollOutcome) -> Iterator[Lease | None]:
+    def _fleet_slot(self, digest: str, out: PollOutcome, prepare: Callable[[], None]) -> Iterator[Lease | None]:
         """With a fleet table: skip a digest that failed anywhere, else hold a switch slot meanwhile."""
         if self.table is None:
             yield None
@@ -280,6 +299,7 @@ class Agent:
         if self._failed_in_fleet(digest, out):
             yield None
             return
+        prepare()
         lease = self._wait_for_lease(digest)
         if lease is None:
             self._interrupted(out)
@@ -360,15 +380,11 @@ class Agent:
             out.reason = f"the host's deploy lock is {locks.describe(holder)}"
             out.exit_code = int(ExitCode.LOCKED)
             return out
-        target = Target(
-            ref=f"{self.image_name}@{digest}", label=f"{self.repository}:{self.tag}@{digest[7:19]}", digest=digest
-        )
+        target = self.target(digest)
         self.reporter.info(f"{self.tag} moved to {short(digest)} (running {short(out.running)}): deploying it")
         try:
             self.write_status("deploying", busy_for=self.deploy_budget())
-            op = operation(self.config, self.reporter, self.cancel, f"agent: {self.repository}:{self.tag}")
-            op.auth = auth
-            op.operator = self.operator
+            op = self._operation(auth)
             with self._renewing(lease):
                 result = run_host(op, self.conn, target)
             if result.result in BROKEN_RESULTS and result.error != "interrupted" and self.table is not None:

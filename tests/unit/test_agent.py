@@ -167,6 +167,8 @@ class FakeHost:
         monkeypatch.setattr(hostops, "read_snapshot", lambda conn, layout: snapshot_running(self.running))
         monkeypatch.setattr(agent_mod.registry, "resolve_digest", lambda auth, repo, tag: self.tag_digest)
         monkeypatch.setattr(agent_mod, "run_host", self.run_host)
+        self.pulls: list[str] = []
+        monkeypatch.setattr(agent_mod, "ensure_image", lambda op, conn, target: self.pulls.append(target.ref))
 
     def run_host(self, op: Operation, conn: Any, target: Target, action: str = "deploy") -> HostResult:
         self.deploys.append((op, target))
@@ -318,3 +320,61 @@ def test_agent_config_keys_are_validated(tmp_path: Path) -> None:
     text = str(err.value)
     for key in ("AGENT_INTERVAL", "AGENT_TAG", "AGENT_FLEET_BATCH", "AGENT_FLEET_TABLE"):
         assert key in text
+
+
+# --- with a fleet table (moto's in-process DynamoDB) ----------------------------------------
+
+
+@pytest.fixture
+def fleet_table(monkeypatch: pytest.MonkeyPatch) -> Any:
+    moto = pytest.importorskip("moto")
+    from ghdeploy.aws.fleet_table import FleetTable
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto.mock_aws():
+        table = FleetTable("fleet", "us-east-1")
+        table.create_or_exists()
+        yield table
+
+
+def test_a_digest_failed_on_another_host_is_skipped_untried(tmp_path: Path, host: FakeHost, fleet_table: Any) -> None:
+    fleet_table.mark_failed(NEW, "ip-10-0-1-5", "/health did not answer 200", "2026-01-01T00:00:00Z")
+    agent = make_agent(tmp_path)
+    agent.table = fleet_table
+    outcome = agent.poll()
+    assert (outcome.action, outcome.exit_code) == ("skipped", 0)
+    assert "failed on ip-10-0-1-5" in outcome.reason and "fleet table fleet" in outcome.reason
+    assert host.deploys == []
+
+
+def test_a_rollback_marks_the_digest_failed_for_the_fleet_and_frees_the_slot(
+    tmp_path: Path, host: FakeHost, fleet_table: Any
+) -> None:
+    agent = make_agent(tmp_path)
+    agent.table = fleet_table
+    host.healthy = False
+    assert agent.poll().action == "rolled back"
+    assert fleet_table.failed(NEW)["host"] == agent.conn.host.label
+    assert fleet_table.holders(1) == []
+
+
+def test_waiting_for_a_busy_slot_can_be_interrupted(tmp_path: Path, host: FakeHost, fleet_table: Any) -> None:
+    assert fleet_table.acquire("other-host", "t", NEW, batch=1, ttl=600) is not None
+    agent = make_agent(tmp_path)
+    agent.table = fleet_table
+    waits: list[float] = []
+
+    def wait(timeout: float | None = None) -> bool:
+        waits.append(timeout or 0)
+        agent.cancel.set()
+        return True
+
+    agent.cancel.wait = wait  # type: ignore[method-assign]
+    outcome = agent.poll()
+    assert (outcome.action, outcome.exit_code) == ("none", 130)
+    assert waits and host.deploys == []
+    assert host.pulls == [f"{IMAGE}@{NEW}"]  # pulled while waiting its turn
+    assert any("other-host is switching" in m for m in agent.reporter.messages("info"))  # type: ignore[attr-defined]
