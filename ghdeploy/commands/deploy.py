@@ -18,7 +18,7 @@ from ghdeploy.gitinfo import git_state
 from ghdeploy.hosts import Host
 from ghdeploy.images import build_image, default_tag, planned_build, push_image, validate_tag
 from ghdeploy.progress import Reporter
-from ghdeploy.results import DeployReport, Target
+from ghdeploy.results import DeployReport, FleetResult, HostResult, Target
 from ghdeploy.status import verify_host
 from ghdeploy.waiting import CancelToken
 
@@ -74,6 +74,35 @@ def deploy_plan(fleet: Fleet, op: Operation, target: Target) -> list[dict[str, A
     return plan
 
 
+def already_current(fleet: Fleet, target: Target, reporter: Reporter) -> FleetResult | None:
+    """A succeeded result touching nothing when every host runs `target`'s digest (api, worker and
+    targeted workers, all running); None when any host needs the deploy."""
+    if not target.digest:
+        return None
+    results: list[HostResult] = []
+    for label in fleet.order:
+        snapshot = hostops.read_snapshot(fleet.conns[label], fleet.layout)
+        services = list(snapshot.services.values())
+        if "api" not in snapshot.services or any(s.state != "running" for s in services):
+            return None
+        images = [s.image for s in services] + [w.image for w in snapshot.targeted if w.running]
+        if any(image.digest != target.digest for image in images):
+            return None
+        results.append(
+            HostResult(
+                host=label,
+                result="succeeded",
+                from_image=snapshot.app_image,
+                target=target,
+                image_id=images[0].image_id,
+                notes=[f"already runs {target.label} ({target.digest[:19]}); nothing was changed"],
+            )
+        )
+    for result in results:
+        reporter.step(result.host, f"already runs {target.label}")
+    return FleetResult(action="deploy", target=target, hosts=results)
+
+
 def deploy(
     config: Config,
     cwd: Path,
@@ -90,6 +119,7 @@ def deploy(
     message: str | None = None,
     expect_sha: str | None = None,
     operator: str | None = None,  # who the locks and host history name (default: user@host)
+    skip_current: bool = False,  # every host already runs the tag's digest: succeed, change nothing
 ) -> DeployReport:
     opts = hosts_opts or HostOptions()
     timings: dict[str, float] = {}
@@ -157,6 +187,10 @@ def deploy(
             report.plan = deploy_plan(fleet, op, target)
             return report
         t = time.monotonic()
+        current = already_current(fleet, target, reporter) if skip_current else None
+        if current is not None:
+            report.fleet = current
+            return report
         report.fleet = rolling(op, fleet.conns, fleet.order, lambda _label: target, batch, "deploy")
         timings["deploy"] = time.monotonic() - t
         if report.fleet.succeeded and mode == "full" and expect_sha:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +79,7 @@ def deploy_url(webhook: str, deploy_id: int) -> str:
     return f"{base}/api/v1/deploys/{deploy_id}"
 
 
-def github_run_url(environ: dict[str, str] | os._Environ[str]) -> str:
+def github_run_url(environ: Mapping[str, str]) -> str:
     """The CI run's URL from GitHub Actions' variables, when there are any."""
     server, repo, run = (environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
     return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else ""

@@ -66,6 +66,7 @@ def fleet_deploy(config: Config, cwd: Path) -> Any:
                 mode="deploy-only",
                 message=message_for(record),
                 operator=operator_name(),
+                skip_current=True,
             )
         except GhdeployError as exc:
             why = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")

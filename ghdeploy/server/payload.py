@@ -101,7 +101,7 @@ def check(
         )
     if header_environment is not None and header_environment != request.environment:
         raise Refusal(422, f"X-GH-Environment {header_environment!r} differs from the body's {request.environment!r}")
-    if not TAG_RE.match(request.image_tag):
+    if not TAG_RE.fullmatch(request.image_tag):
         raise Refusal(422, f"image_tag {request.image_tag!r} is not a valid docker tag")
     image = f"{expect.registry}/{expect.repository}:{request.image_tag}"
     if request.image != image:

@@ -171,7 +171,7 @@ class FakeDeploys:
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[tuple[Any, FakeDeploys, Store]]:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # starlette prefers httpx2 for its test client
+        warnings.simplefilter("ignore")  # starlette 1.x prefers httpx2 for its test client; httpx is what we ship
         from starlette.testclient import TestClient
 
     from ghdeploy.server.app import Receiver, create_app
@@ -464,3 +464,26 @@ def test_sent_at_window_uses_now() -> None:
     payload.check(fresh, EXPECT, datetime.now(UTC))
     with pytest.raises(payload.Refusal):
         payload.check(fresh, EXPECT, datetime.now(UTC) + timedelta(seconds=301))
+
+
+# --- notify ------------------------------------------------------------------------------------
+
+
+def test_notify_url_may_be_the_base_or_the_webhook() -> None:
+    from ghdeploy.commands.notify import deploy_url, github_run_url, webhook_url
+
+    hook = "https://deploy.example.com/api/v1/webhooks/ghosthands/deploy"
+    assert webhook_url("https://deploy.example.com") == hook
+    assert webhook_url("https://deploy.example.com/") == hook
+    assert webhook_url(hook) == hook
+    assert (
+        webhook_url("http://10.0.0.5:8080/ghdeploy")
+        == "http://10.0.0.5:8080/ghdeploy/api/v1/webhooks/ghosthands/deploy"
+    )
+    assert deploy_url(hook, 7) == "https://deploy.example.com/api/v1/deploys/7"
+    for bad in ("deploy.example.com", "ftp://x", "https://"):
+        with pytest.raises(ConfigError):
+            webhook_url(bad)
+    github = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "42"}
+    assert github_run_url(github) == "https://github.com/o/r/actions/runs/42"
+    assert github_run_url({}) == ""
