@@ -113,12 +113,13 @@ class Listener:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/deploy-finished"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def for_deploy(self, deploy_id: int, timeout: float = 60) -> tuple[dict[str, str], dict[str, Any]]:
+    def for_deploy(self, deploy_id: int, tag: str, timeout: float = 60) -> tuple[dict[str, str], dict[str, Any]]:
+        """The callback of deploy `deploy_id` of `tag` (each receiver has its own database, so its own ids)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for headers, raw in self.received:
                 data = json.loads(raw)
-                if data.get("id") == deploy_id:
+                if data.get("id") == deploy_id and data.get("image_tag") == tag:
                     assert headers["x-gh-webhook-signature"] == sign(SECRET, raw), "callback not signed with the secret"
                     return headers, data
             time.sleep(0.1)
@@ -265,7 +266,7 @@ def test_notify_deploys_the_fleet_records_and_calls_back(receivers, app, env, ta
         assert version(ns)["image_tag"] == tags["a"]
         last = history(ns)[-1]
         assert last["operator"] == f"webhook:{socket.gethostname()}" and run_url in last["message"]
-    headers, callback = listener.for_deploy(deploy_id)
+    headers, callback = listener.for_deploy(deploy_id, tags["a"])
     assert headers["x-gh-event"] == "deploy_finished" and headers["content-type"] == "application/json"
     assert callback["event"] == "ghosthands.deploy_finished" and callback["status"] == "succeeded"
     assert callback["image_tag"] == tags["a"] and callback["commit_sha"] == sha and len(callback["hosts"]) == 3
@@ -301,7 +302,7 @@ def test_broken_image_is_rolled_back_recorded_and_called_back(receivers, app, en
     assert [h["result"] for h in record["hosts"]] == ["rolled back", "untouched"]
     assert "rolled back" in proc.stderr
     assert version("h2")["image_tag"] == tags["b"] and containers("h3") == h3_before
-    _, callback = listener.for_deploy(deploy_id)
+    _, callback = listener.for_deploy(deploy_id, tags["broken"])
     assert callback["status"] == "rolled back" and callback["hosts"][0]["result"] == "rolled back"
 
 
