@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ghdeploy import __version__
+from ghdeploy import __version__, grammar
 from ghdeploy.errors import ConfigError, ExitCode, GhdeployError, Interrupted
 
 if TYPE_CHECKING:
@@ -112,6 +113,20 @@ def _config(
     return load_config(needs=command, env_file=STATE.env_file, overrides=overrides, flag_names=flags)
 
 
+def _flag(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A typer parser from a grammar: its ValueError becomes click's usage error naming the option (exit 2)."""
+
+    def convert(value: Any) -> Any:
+        if not isinstance(value, str):  # typer passes defaults through the parser too
+            return value
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{value!r}: {exc}") from None
+
+    return convert
+
+
 def _reporter() -> ConsoleReporter:
     from ghdeploy.render import ConsoleReporter
 
@@ -161,7 +176,12 @@ class _Interrupts:
 
 HostOpt = Annotated[
     list[str] | None,
-    typer.Option("--host", metavar="HOST", help="Only this host (repeatable); must be one of the configured hosts."),
+    typer.Option(
+        "--host",
+        metavar="HOST",
+        parser=_flag(grammar.host_name),
+        help="Only this host (repeatable); must be one of the configured hosts.",
+    ),
 ]
 AcceptOpt = Annotated[
     bool,
@@ -182,7 +202,10 @@ TagOpt = Annotated[
 def build(
     tag: TagOpt = None,
     platform: Annotated[
-        str | None, typer.Option("--platform", metavar="PLATFORM", help="Target platform, e.g. linux/amd64.")
+        str | None,
+        typer.Option(
+            "--platform", metavar="PLATFORM", parser=_flag(grammar.platform), help="Target platform, e.g. linux/amd64."
+        ),
     ] = None,
     allow_dirty: Annotated[
         bool, typer.Option("--allow-dirty", help="Build from uncommitted changes; the default tag ends in -dirty.")
@@ -231,18 +254,34 @@ def deploy(
     ] = False,
     host: HostOpt = None,
     batch: Annotated[
-        int, typer.Option("--batch", min=1, metavar="N", help="Hosts deployed at once (default 1: rolling).")
+        int,
+        typer.Option(
+            "--batch",
+            metavar="N",
+            parser=_flag(grammar.count(1, 1000)),
+            help="Hosts deployed at once (default 1: rolling).",
+        ),
     ] = 1,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Resolve and check everything, print the plan, change nothing.")
     ] = False,
     message: Annotated[
-        str | None, typer.Option("--message", "-m", metavar="TEXT", help="Why: kept in the lock and the history.")
+        str | None,
+        typer.Option(
+            "--message",
+            "-m",
+            metavar="TEXT",
+            parser=_flag(grammar.message),
+            help="Why: kept in the lock and the history.",
+        ),
     ] = None,
     accept_new_host_key: AcceptOpt = False,
     allow_dirty: Annotated[bool, typer.Option("--allow-dirty", help="Build from uncommitted changes.")] = False,
     platform: Annotated[
-        str | None, typer.Option("--platform", metavar="PLATFORM", help="Target platform for the build.")
+        str | None,
+        typer.Option(
+            "--platform", metavar="PLATFORM", parser=_flag(grammar.platform), help="Target platform for the build."
+        ),
     ] = None,
 ) -> None:
     """Build, push, deploy every host (one at a time), then verify. Rolls a failed host back."""
@@ -288,10 +327,16 @@ def rollback(
         typer.Option("--to", metavar="TAG", help="Tag to go back to (default: the image before the last deploy)."),
     ] = None,
     host: HostOpt = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, metavar="N", help="Hosts rolled back at once.")] = 1,
+    batch: Annotated[
+        int,
+        typer.Option("--batch", metavar="N", parser=_flag(grammar.count(1, 1000)), help="Hosts rolled back at once."),
+    ] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
     message: Annotated[
-        str | None, typer.Option("--message", "-m", metavar="TEXT", help="Why: kept in the lock and history.")
+        str | None,
+        typer.Option(
+            "--message", "-m", metavar="TEXT", parser=_flag(grammar.message), help="Why: kept in the lock and history."
+        ),
     ] = None,
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
@@ -352,7 +397,12 @@ def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None
 def verify(
     expect: Annotated[
         str | None,
-        typer.Option("--expect", metavar="SHA", help="Commit SHA to expect (default: full SHA of local HEAD)."),
+        typer.Option(
+            "--expect",
+            metavar="SHA",
+            parser=_flag(grammar.commit_sha),
+            help="Commit SHA to expect (default: full SHA of local HEAD).",
+        ),
     ] = None,
     host: HostOpt = None,
     accept_new_host_key: AcceptOpt = False,
@@ -376,7 +426,10 @@ def verify(
 
 @app.command()
 def history(
-    n: Annotated[int, typer.Option("-n", "--limit", min=1, metavar="N", help="Records per host.")] = 10,
+    n: Annotated[
+        int,
+        typer.Option("-n", "--limit", metavar="N", parser=_flag(grammar.count(1, 100000)), help="Records per host."),
+    ] = 10,
     host: HostOpt = None,
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
@@ -475,7 +528,10 @@ def agent(
     interval: Annotated[
         int | None,
         typer.Option(
-            "--interval", min=5, metavar="SECONDS", help="Seconds between polls (default AGENT_INTERVAL, 60)."
+            "--interval",
+            metavar="SECONDS",
+            parser=_flag(grammar.seconds(grammar.AGENT_MIN_INTERVAL, 86400)),
+            help="Seconds between polls (default AGENT_INTERVAL, 60).",
         ),
     ] = None,
 ) -> None:
@@ -525,7 +581,13 @@ def agent_init_table() -> None:
 )
 def serve(
     listen: Annotated[
-        str, typer.Option("--listen", metavar="HOST:PORT", help="Address to listen on (plain HTTP).")
+        str,
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            parser=_flag(grammar.listen_address),
+            help="Address to listen on (plain HTTP).",
+        ),
     ] = "127.0.0.1:8080",
 ) -> None:
     """Webhook receiver: CI's signed deploy_ready -> fleet deploy (one at a time), recorded, reported back."""
@@ -545,16 +607,36 @@ def serve(
     )
 )
 def notify(
-    url: Annotated[str, typer.Option("--url", metavar="URL", help="The receiver (base URL or the webhook URL).")],
+    url: Annotated[
+        str,
+        typer.Option(
+            "--url", metavar="URL", parser=_flag(grammar.http_url), help="The receiver (base URL or the webhook URL)."
+        ),
+    ],
     tag: TagOpt = None,
     environment: Annotated[
-        str | None, typer.Option("--environment", metavar="ENV", help="Target environment (default GH_ENVIRONMENT).")
+        str | None,
+        typer.Option(
+            "--environment",
+            metavar="ENV",
+            parser=_flag(grammar.choice(*grammar.COMPOSE_FILES)),
+            help="Target environment (default GH_ENVIRONMENT).",
+        ),
     ] = None,
     message: Annotated[
-        str | None, typer.Option("--message", "-m", metavar="TEXT", help="Commit message (default: HEAD's).")
+        str | None,
+        typer.Option(
+            "--message", "-m", metavar="TEXT", parser=_flag(grammar.message), help="Commit message (default: HEAD's)."
+        ),
     ] = None,
     run_url: Annotated[
-        str | None, typer.Option("--run-url", metavar="URL", help="CI run URL (default: from GITHUB_* variables).")
+        str | None,
+        typer.Option(
+            "--run-url",
+            metavar="URL",
+            parser=_flag(grammar.http_url),
+            help="CI run URL (default: from GITHUB_* variables).",
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the deploy; exit 0 only if it succeeded.")] = False,
 ) -> None:
@@ -613,7 +695,11 @@ def logs(
     tail: Annotated[
         int | None,
         typer.Option(
-            "-n", "--tail", metavar="N", help="Last N lines of each container (default 200, or all with --since)."
+            "-n",
+            "--tail",
+            metavar="N",
+            parser=_flag(grammar.count(0, 1_000_000)),
+            help="Last N lines of each container (default 200, or all with --since).",
         ),
     ] = None,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep streaming new lines until Ctrl-C.")] = False,
@@ -629,10 +715,9 @@ def logs(
     time order, or followed with -f. --json: one JSON object per line (host, service, time, line)."""
     from ghdeploy.commands.logs import LogsOptions, targets
     from ghdeploy.commands.logs import logs as run_logs
-    from ghdeploy.config import HOST_KEYS
     from ghdeploy.render_logs import LogPrinter
 
-    config = _config(HOST_KEYS)  # what status reads: the hosts, SSH, the app directory
+    config = _config("logs")  # what status reads: the hosts, SSH, the app directory
     options = LogsOptions(services=service or [], since=since, tail=tail, follow=follow, grep=grep)
     quiet_reporter = LogPrinter([], verbose=STATE.verbose, quiet=STATE.quiet)
     hosts_to_read = targets(config, host or [], quiet_reporter)

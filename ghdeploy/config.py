@@ -1,7 +1,7 @@
 """Configuration: one declared schema, resolved from flags, the environment and `.env.deploy`.
 
 HOW TO ADD A KEY (one place; tests then insist on the rest):
-  1. Declare it in the body of `Config` below, with the parser that checks its grammar/range:
+  1. Declare it in the body of `Config` below, with the parser (ghdeploy/grammar.py) of its grammar/range:
          agent_interval = setting("AGENT_INTERVAL", seconds(1, 3600), "30", "seconds between checks", ("agent",))
      `setting` has a default (its type is the parser's), `optional` may be unset (type `T | None`),
      `required` must be set for the listed commands. Pass `secret=True` for tokens and passwords:
@@ -20,197 +20,53 @@ at once (exit 2) before anything runs, and imports nothing from the network stac
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Literal
 
+from ghdeploy.config_keys import Key, optional, required, setting
 from ghdeploy.errors import ConfigError
-from ghdeploy.hosts import Host, parse_host_list
+from ghdeploy.grammar import (
+    AGENT_MIN_INTERVAL,
+    ASG_RE,
+    COMPOSE_FILES,
+    MIN_SECRET,
+    REGION_RE,
+    REPOSITORY_RE,
+    TABLE_RE,
+    TAG_RE,
+    USER_RE,
+    choice,
+    database_url,
+    docker_tag,
+    file_if_explicit,
+    host_list,
+    http_url,
+    integer,
+    local_path,
+    not_a_directory,
+    pattern,
+    port,
+    readable_file,
+    registry_host,
+    remote_dir,
+    seconds,
+    shared_secret,
+)
+from ghdeploy.hosts import Host
 
-T = TypeVar("T")
+# Names other modules import from here.
+__all__ = ["COMPOSE_FILES", "MIN_SECRET", "TAG_RE", "Config", "Host", "Key", "KeyName", "load_config", "pattern"]
 
 DEFAULT_ENV_FILE = ".env.deploy"
-
-# Every pattern is used with fullmatch (a `$` would let a trailing newline through) and re.ASCII
-# (`\d`/`\w` would accept other scripts' digits and letters).
-# docker's tag grammar: https://docs.docker.com/reference/cli/docker/image/tag/
-TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-# registry host[:port] (ECR: 123456789012.dkr.ecr.us-east-1.amazonaws.com); never a leading '-'
-REGISTRY_RE = re.compile(rf"(?P<host>{_LABEL}(?:\.{_LABEL})*)(?::(?P<port>[0-9]{{1,5}}))?", re.ASCII)
-# docker repository path components
-REPOSITORY_RE = re.compile(
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*", re.ASCII
-)
-REGION_RE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}", re.ASCII)
-ASG_RE = re.compile(r"[A-Za-z0-9_+=,.@/-]{1,255}", re.ASCII)
-# DynamoDB table names
-TABLE_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}", re.ASCII)
-AGENT_MIN_INTERVAL = 5
-USER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", re.ASCII)
-SHA_RE = re.compile(r"[0-9a-f]{7,40}", re.ASCII)
-# docker's --platform: os[/arch[/variant]]
-PLATFORM_RE = re.compile(r"[a-z0-9_]+(?:/[a-z0-9_]+(?:/[a-z0-9_.]+)?)?", re.ASCII)
-_DIGITS_RE = re.compile(r"[0-9]{1,10}", re.ASCII)
-
-COMPOSE_FILES = {"production": "docker-compose.prod.yml", "staging": "docker-compose.staging.yml"}
-
-
-# --- parsers: str -> value, or ValueError("why") --------------------------------------------
-
-
-def ascii_int(text: str) -> int:
-    """A whole number in ASCII digits only (`int()` alone takes '¹', '٣', ' 3', '+3' and '3_0')."""
-    if not _DIGITS_RE.fullmatch(text):
-        raise ValueError("not a whole number")
-    return int(text)
-
-
-def integer(low: int, high: int, unit: str = "") -> Callable[[str], int]:
-    what = f"{low}-{high}{' ' + unit if unit else ''}"
-
-    def parse(text: str) -> int:
-        try:
-            value = ascii_int(text)
-        except ValueError:
-            raise ValueError(f"not a whole number ({what})") from None
-        if not low <= value <= high:
-            raise ValueError(f"out of range ({what})")
-        return value
-
-    return parse
-
-
-def seconds(low: int, high: int) -> Callable[[str], int]:
-    return integer(low, high, "seconds")
-
-
-def port(text: str) -> int:
-    return integer(1, 65535)(text)
-
-
-def pattern(regex: re.Pattern[str], what: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if not regex.fullmatch(text):
-            raise ValueError(f"not {what}")
-        return text
-
-    return parse
-
-
-def choice(*options: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in options:
-            raise ValueError(f"must be {' or '.join(options)}")
-        return text
-
-    return parse
-
-
-def registry_host(text: str) -> str:
-    match = REGISTRY_RE.fullmatch(text)
-    if not match or ("." not in match["host"] and match["host"] != "localhost" and not match["port"]):
-        raise ValueError("not a registry host[:port] (like 123456789012.dkr.ecr.us-east-1.amazonaws.com)")
-    if match["port"] and not 1 <= int(match["port"]) <= 65535:
-        raise ValueError(f"port {match['port']} is out of range (1-65535)")
-    return text
-
-
-def docker_tag(text: str) -> str:
-    if not text:
-        raise ValueError("empty: name a tag")
-    if not TAG_RE.fullmatch(text):
-        raise ValueError("not a valid docker tag (letters, digits, '_', '.', '-' but not first; at most 128)")
-    return text
-
-
-def commit_sha(text: str) -> str:
-    if not SHA_RE.fullmatch(text.lower()):
-        raise ValueError("not a commit SHA (7 to 40 hex digits)")
-    return text.lower()
-
-
-def local_path(text: str) -> Path:
-    if any(ord(c) < 32 for c in text):
-        raise ValueError("contains a control character")
-    return Path(os.path.expanduser(text))
-
-
-def remote_dir(text: str) -> str:
-    if not text.startswith("/"):
-        raise ValueError("must be an absolute path")
-    if any(ord(c) < 32 or c == "\x7f" for c in text):
-        raise ValueError("contains a control character")
-    if text.rstrip("/") == "":
-        raise ValueError("must not be / itself")
-    if ".." in text.split("/"):
-        raise ValueError("must not contain '..'")
-    return text
-
-
-MIN_SECRET = 16
-
-
-def shared_secret(text: str) -> str:
-    """A signing secret or bearer token (secret keys' reasons read after the key name: no value shown)."""
-    if len(text.strip()) < MIN_SECRET:
-        raise ValueError(f"is shorter than {MIN_SECRET} characters (use e.g. `openssl rand -hex 32`)")
-    return text.strip()
-
-
-def database_url(text: str) -> str:
-    if not text.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
-        raise ValueError("is not a sqlite:/// or postgresql:// URL")
-    return text
-
-
-def http_url(text: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
-        raise ValueError("not an http:// or https:// URL")
-    return text
-
-
-def host_list(text: str) -> tuple[Host, ...]:
-    return tuple(parse_host_list(text))
-
-
-# --- environment-dependent checks (files), run after parsing -----------------------------------
-
-
-def readable_file(path: Path, explicit: bool) -> str | None:
-    if path.is_dir():
-        return "is a directory, not a key file"
-    if not path.is_file():
-        return "no such file"
-    if not os.access(path, os.R_OK):
-        return "not readable"
-    return None
-
-
-def not_a_directory(path: Path, explicit: bool) -> str | None:
-    return "is a directory, not a file" if path.is_dir() else None
-
-
-def file_if_explicit(path: Path, explicit: bool) -> str | None:
-    """The default ~/.ssh/config may be absent; one the operator named must be there."""
-    if path.is_dir():
-        return "is a directory, not a file"
-    if explicit and not path.is_file():
-        return "no such file (set it only to a config that exists)"
-    return None
-
 
 # --- the schema ---------------------------------------------------------------------------------
 
 
 BUILD, PUSH, DEPLOY, ROLLBACK, ROLLBACK_TO, HOSTS = "build", "push", "deploy", "rollback", "rollback --to", "hosts"
-READ_ONLY = ("status", "verify", "history", "lock")
+READ_ONLY = ("status", "verify", "history", "lock", "logs")
 AGENT, SERVE, NOTIFY = "agent", "serve", "notify"  # the agent runs on the host: no EC2_HOST/EC2_KEY/SSH keys
 NOTIFY_WAIT = "notify --wait"
 _REGISTRY_USERS = (BUILD, PUSH, DEPLOY, ROLLBACK_TO, AGENT, SERVE, NOTIFY)
@@ -218,96 +74,6 @@ _AWS_USERS = (PUSH, DEPLOY, ROLLBACK_TO, AGENT, SERVE)
 _SSH_USERS = (DEPLOY, ROLLBACK, ROLLBACK_TO, SERVE, *READ_ONLY)
 _HOST_USERS = (*_SSH_USERS, AGENT)  # what runs on a host: its directory, compose file, ports
 _OPERATION_USERS = (DEPLOY, ROLLBACK, ROLLBACK_TO, SERVE, AGENT)
-
-
-class Key(Generic[T]):
-    """One configuration key: its grammar (parse), default, the commands that need it, its docs.
-
-    As a class attribute of Config it is a descriptor: `config.gh_api_port` is the parsed value.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        parse: Callable[[str], Any],
-        default: str | None,
-        help: str,
-        commands: Iterable[str],
-        *,
-        required: bool = False,
-        secret: bool = False,
-        check: Callable[[Any, bool], str | None] | None = None,
-    ) -> None:
-        self.name = name
-        self.parse = parse
-        self.default = default
-        self.help = help
-        self.commands = frozenset(commands)
-        self.required = required
-        self.secret = secret
-        self.check = check
-        self.attr = name.lower()
-
-    def __set_name__(self, owner: type, attr: str) -> None:
-        if attr != self.name.lower():
-            raise TypeError(f"config key {self.name} must be declared as `{self.name.lower()} = ...`, not {attr}")
-
-    def shown(self, value: str) -> str:
-        return "(hidden)" if self.secret else repr(value)
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> Key[T]: ...
-
-    @overload
-    def __get__(self, obj: Config, owner: type) -> T: ...
-
-    def __get__(self, obj: Config | None, owner: type) -> Key[T] | T:
-        if obj is None:
-            return self
-        return obj._typed(self)
-
-    def __set__(self, obj: Config, value: Any) -> None:
-        raise AttributeError(f"config is frozen: {self.name} cannot be changed")
-
-
-def setting(
-    name: str,
-    parse: Callable[[str], T],
-    default: str,
-    help: str,
-    commands: Iterable[str],
-    *,
-    secret: bool = False,
-    check: Callable[[T, bool], str | None] | None = None,
-) -> Key[T]:
-    """A key with a default: always has a value."""
-    return Key(name, parse, default, help, commands, secret=secret, check=check)
-
-
-def required(
-    name: str,
-    parse: Callable[[str], T],
-    help: str,
-    commands: Iterable[str],
-    *,
-    secret: bool = False,
-    check: Callable[[T, bool], str | None] | None = None,
-) -> Key[T]:
-    """A key the listed commands cannot run without."""
-    return Key(name, parse, None, help, commands, required=True, secret=secret, check=check)
-
-
-def optional(
-    name: str,
-    parse: Callable[[str], T],
-    help: str,
-    commands: Iterable[str],
-    *,
-    secret: bool = False,
-    check: Callable[[T, bool], str | None] | None = None,
-) -> Key[T | None]:
-    """A key that may stay unset (None)."""
-    return Key(name, parse, None, help, commands, secret=secret, check=check)
 
 
 KeyName = Literal[

@@ -35,7 +35,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     """HOST:PORT ([v6]:PORT for IPv6)."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError(f"--listen {text!r} is not HOST:PORT", f"e.g. --listen {DEFAULT_LISTEN}")
     return host, int(port)
 
