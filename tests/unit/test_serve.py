@@ -487,3 +487,21 @@ def test_notify_url_may_be_the_base_or_the_webhook() -> None:
     github = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "42"}
     assert github_run_url(github) == "https://github.com/o/r/actions/runs/42"
     assert github_run_url({}) == ""
+
+
+def test_stopping_the_receiver_stops_the_running_deploy_at_a_safe_point(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'q.db'}", "production", "a:1")
+    store.create()
+    fake = FakeDeploys()
+    fake.release.clear()  # the deploy runs until it is cancelled
+    queue = DeployQueue(store, fake, poll=0.05)
+    queue.start()
+    deploy_id, _ = store.add(request("t1"), "x1")
+    queue.wake()
+    assert fake.started.wait(5)
+    later, _ = store.add(request("t2"), "x2")
+    assert queue.stop(timeout=10)  # what SIGTERM does once uvicorn stopped taking requests
+    record = store.get(deploy_id)
+    assert record is not None and record["status"] == "interrupted"
+    queued = store.get(later)
+    assert queued is not None and queued["status"] == "queued"  # left for the next receiver to run
