@@ -100,17 +100,27 @@ def _config(
     command: str | tuple[str, ...],
     overrides: dict[str, str | None] | None = None,
     flags: dict[str, str] | None = None,
+    *,
+    only: list[str] | None = None,
 ) -> Config:
     """Load and validate what `command` needs (a command name from the schema, or key names).
 
     `overrides` are flag values by key (None: not given); `flags` names the flag of each, so an error
-    about the value names the flag the user typed (`--tag`, `--to`), not the key.
+    about the value names the flag the user typed (`--tag`, `--to`), not the key. `only` (--host)
+    must name configured hosts; with EC2_HOST that is checked here, before anything else runs.
+    Commands call this first and import their heavy modules after it: a refusal stays fast.
     """
     from ghdeploy.config import load_config
 
     if isinstance(command, str):
-        return load_config(command=command, env_file=STATE.env_file, overrides=overrides, flag_names=flags)
-    return load_config(needs=command, env_file=STATE.env_file, overrides=overrides, flag_names=flags)
+        config = load_config(command=command, env_file=STATE.env_file, overrides=overrides, flag_names=flags)
+    else:
+        config = load_config(needs=command, env_file=STATE.env_file, overrides=overrides, flag_names=flags)
+    if only and "EC2_HOST" in config.values and "ASG_NAME" not in config.values:
+        from ghdeploy.hosts import narrow
+
+        narrow(config.hosts, only)
+    return config
 
 
 def _flag(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
@@ -212,10 +222,10 @@ def build(
     ] = False,
 ) -> None:
     """Build the image from ./Dockerfile with COMMIT_SHA, BUILD_TIME, IMAGE_TAG; tag :TAG and :latest."""
+    config = _config("build", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     from ghdeploy import render
     from ghdeploy.commands.build import build as run_build
 
-    config = _config("build", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     with _reporter() as reporter:
         outcome = run_build(config, Path.cwd(), reporter, tag=tag, platform=platform, allow_dirty=allow_dirty)
     render.build_result(outcome, STATE.json)
@@ -224,10 +234,10 @@ def build(
 @app.command()
 def push(tag: TagOpt = None) -> None:
     """Log in to ECR (token from boto3, on stdin) and push :TAG and :latest."""
+    config = _config("push", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     from ghdeploy import render
     from ghdeploy.commands.push import push as run_push
 
-    config = _config("push", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     with _reporter() as reporter:
         outcome = run_push(config, Path.cwd(), reporter, tag=tag)
     render.push_result(outcome, STATE.json)
@@ -285,16 +295,16 @@ def deploy(
     ] = None,
 ) -> None:
     """Build, push, deploy every host (one at a time), then verify. Rolls a failed host back."""
-    from ghdeploy import render
-    from ghdeploy.commands.deploy import deploy as run_deploy
-    from ghdeploy.engine.fleet import HostOptions
-
     if push_only and deploy_only:
         raise ConfigError(
             "--push-only and --deploy-only exclude each other", "pick one, or neither for the whole pipeline"
         )
     mode = "push-only" if push_only else "deploy-only" if deploy_only else "full"
-    config = _config("push" if push_only else "deploy", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
+    config = _config("push" if push_only else "deploy", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"}, only=host)
+    from ghdeploy import render
+    from ghdeploy.commands.deploy import deploy as run_deploy
+    from ghdeploy.engine.fleet import HostOptions
+
     with _reporter() as reporter, _Interrupts(reporter) as cancel:
         report = run_deploy(
             config,
@@ -341,14 +351,16 @@ def rollback(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """Put back the image that ran before the last deploy (from each host's history), or --to TAG."""
+    # --to '' is a mistake, not "no --to": it is checked as the tag it claims to be.
+    config = (
+        _config("rollback --to", {"IMAGE_TAG": to}, {"IMAGE_TAG": "--to"}, only=host)
+        if to is not None
+        else _config("rollback", only=host)
+    )
     from ghdeploy import render
     from ghdeploy.commands.rollback import rollback as run_rollback
     from ghdeploy.engine.fleet import HostOptions
 
-    # --to '' is a mistake, not "no --to": it is checked as the tag it claims to be.
-    config = (
-        _config("rollback --to", {"IMAGE_TAG": to}, {"IMAGE_TAG": "--to"}) if to is not None else _config("rollback")
-    )
     with _reporter() as reporter, _Interrupts(reporter) as cancel:
         report = run_rollback(
             config,
@@ -369,11 +381,11 @@ def rollback(
 @app.command()
 def hosts(host: HostOpt = None) -> None:
     """List the hosts commands would work on, in deploy order (finds ASG_NAME's instances). Connects to none."""
+    config = _config("hosts", only=host)
     from ghdeploy import render
     from ghdeploy.commands.hosts import hosts as run_hosts
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config("hosts")
     with _reporter() as reporter:
         found, notes = run_hosts(config, HostOptions(only=host or []), reporter)
     source = f"ASG {config.asg_name}" if config.asg_name else "EC2_HOST"
@@ -383,11 +395,11 @@ def hosts(host: HostOpt = None) -> None:
 @app.command()
 def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Per host: services, image, health, worker state, version, last deploy (all hosts at once)."""
+    config = _config("status", only=host)
     from ghdeploy import render
     from ghdeploy.commands.status import status as run_status
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config("status")
     with _reporter() as reporter:
         rows = run_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
     _finish(render.status_table(rows, STATE.json))
@@ -408,11 +420,11 @@ def verify(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """Compare /health/version's commit_sha on every host with local HEAD (or --expect)."""
+    config = _config("verify", only=host)
     from ghdeploy import render
     from ghdeploy.commands.verify import verify as run_verify
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config("verify")
     with _reporter() as reporter:
         rows = run_verify(
             config,
@@ -434,11 +446,11 @@ def history(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """The deploy and rollback records kept on each host, newest last."""
+    config = _config("history", only=host)
     from ghdeploy import render
     from ghdeploy.commands.history import history as run_history
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config("history")
     with _reporter() as reporter:
         rows = run_history(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, n)
     _finish(render.history_table(rows, STATE.json))
@@ -447,11 +459,11 @@ def history(
 @lock_app.command("status")
 def lock_status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Show who holds each host's deploy lock, since when, and why."""
+    config = _config("lock", only=host)
     from ghdeploy import render
     from ghdeploy.commands.lock import lock_status as run_lock_status
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config("lock")
     with _reporter() as reporter:
         rows = run_lock_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
     _finish(render.lock_table(rows, STATE.json, "lock status"))
@@ -464,11 +476,7 @@ def lock_release(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """Free the deploy lock of the hosts (only when the deploy holding it is really gone)."""
-    from ghdeploy import render
-    from ghdeploy.commands.lock import lock_release as run_lock_release
-    from ghdeploy.engine.fleet import HostOptions
-
-    config = _config("lock")
+    config = _config("lock", only=host)
     if not yes:
         if not sys.stdin.isatty():
             raise ConfigError("lock release needs confirmation", "pass --yes when not at a terminal")
@@ -477,6 +485,10 @@ def lock_release(
             f"Release the deploy lock on {targets}? A deploy still running there loses it", default=False
         ):
             raise typer.Exit(1)
+    from ghdeploy import render
+    from ghdeploy.commands.lock import lock_release as run_lock_release
+    from ghdeploy.engine.fleet import HostOptions
+
     with _reporter() as reporter:
         rows = run_lock_release(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
     _finish(render.lock_table(rows, STATE.json, "lock release"))
@@ -538,12 +550,12 @@ def agent(
     """Follow AGENT_TAG and keep this host on its newest good digest."""
     if ctx.invoked_subcommand is not None:
         return
-    from ghdeploy import render
-    from ghdeploy.commands import agent as agent_cmd
-
     config = _config(
         "agent", {"AGENT_INTERVAL": str(interval) if interval is not None else None}, {"AGENT_INTERVAL": "--interval"}
     )
+    from ghdeploy import render
+    from ghdeploy.commands import agent as agent_cmd
+
     reporter = _reporter()
     reporter.live_mode = False  # a service's log: plain lines, never a live display
     with reporter, _AgentSignals(reporter) as cancel:
@@ -560,10 +572,10 @@ def agent(
 @agent_app.command("init-table")
 def agent_init_table() -> None:
     """Create the DynamoDB table AGENT_FLEET_TABLE that coordinates the fleet's agents (idempotent)."""
+    config = _config(("AWS_REGION", "AGENT_FLEET_TABLE"))
     from ghdeploy import render
     from ghdeploy.commands import agent as agent_cmd
 
-    config = _config(("AWS_REGION", "AGENT_FLEET_TABLE"))
     _finish(render.agent_table_result(agent_cmd.init_table(config), STATE.json))
 
 
@@ -641,11 +653,11 @@ def notify(
     wait: Annotated[bool, typer.Option("--wait", help="Follow the deploy; exit 0 only if it succeeded.")] = False,
 ) -> None:
     """CI side: sign and send deploy_ready to `ghdeploy serve` (replaces CI's curl)."""
+    config = _config("notify --wait" if wait else "notify", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     from ghdeploy import render
     from ghdeploy.commands import notify as notify_command
     from ghdeploy.server.settings import resolve
 
-    config = _config("notify --wait" if wait else "notify", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
     keys = resolve(config, ("DEPLOY_WEBHOOK_SECRET", "DEPLOY_API_TOKEN") if wait else ("DEPLOY_WEBHOOK_SECRET",))
     with _reporter() as reporter:
         outcome = notify_command.notify(
@@ -713,11 +725,11 @@ def logs(
 ) -> None:
     """Container logs from every host at once, each line prefixed with host and service; merged in
     time order, or followed with -f. --json: one JSON object per line (host, service, time, line)."""
+    config = _config("logs", only=host)  # what status reads: the hosts, SSH, the app directory
     from ghdeploy.commands.logs import LogsOptions, targets
     from ghdeploy.commands.logs import logs as run_logs
     from ghdeploy.render_logs import LogPrinter
 
-    config = _config("logs")  # what status reads: the hosts, SSH, the app directory
     options = LogsOptions(services=service or [], since=since, tail=tail, follow=follow, grep=grep)
     quiet_reporter = LogPrinter([], verbose=STATE.verbose, quiet=STATE.quiet)
     hosts_to_read = targets(config, host or [], quiet_reporter)
@@ -801,11 +813,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = command.main(args=args, prog_name="ghdeploy", standalone_mode=False)
     except GhdeployError as exc:
-        from ghdeploy import render
+        from ghdeploy import render_errors
 
         if STATE.json:
-            render.error_json(exc)
-        render.print_error(exc.message, exc.hint, getattr(exc, "problems", None))
+            render_errors.error_json(exc)
+        render_errors.print_error(exc.message, exc.hint, getattr(exc, "problems", None))
         return int(exc.exit_code)
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -815,11 +827,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         if exc.exit_code and (STATE.json or "--json" in args):
-            from ghdeploy import render
+            from ghdeploy import render_errors
             from ghdeploy.errors import UsageError
 
             # --json promises one document on stdout, for a mistyped command line too.
-            render.error_json(UsageError(exc.format_message(), "see `ghdeploy --help` or `ghdeploy COMMAND --help`"))
+            render_errors.error_json(
+                UsageError(exc.format_message(), "see `ghdeploy --help` or `ghdeploy COMMAND --help`")
+            )
         return int(ExitCode.BAD_INPUT) if exc.exit_code else 0
     except EOFError:
         sys.stderr.write("no answer on standard input\n")

@@ -18,9 +18,9 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ghdeploy import __version__
+from ghdeploy.render_errors import JSON_SCHEMA_VERSION, emit_json, error_json, print_error
 
-JSON_SCHEMA_VERSION = 1
+__all__ = ["JSON_SCHEMA_VERSION", "emit_json", "error_json", "print_error"]
 
 
 class ConsoleReporter:
@@ -102,25 +102,6 @@ class ConsoleReporter:
                 self._plain(f"  {message}")
 
 
-def print_error(message: str, hint: str | None, problems: list[str] | None = None) -> None:
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    if problems and len(problems) > 1:
-        console.print(f"[bold red]error:[/bold red] {len(problems)} problems:")
-        for problem in problems:
-            console.print(f"  - {escape(problem)}")
-    else:
-        console.print(f"[bold red]error:[/bold red] {escape(message)}")
-    if hint:
-        console.print(f"[cyan]hint:[/cyan] {escape(hint)}")
-
-
-def emit_json(command: str, payload: dict[str, Any]) -> None:
-    """The single JSON document on stdout: `version` (schema), `ghdeploy`, `command`, then the payload."""
-    doc = {"version": JSON_SCHEMA_VERSION, "ghdeploy": __version__, "command": command, **payload}
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
-    sys.stdout.flush()
-
-
 def out() -> Console:
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -137,21 +118,6 @@ def table(title: str | None, columns: list[str]) -> Table:
 
 
 # --- results --------------------------------------------------------------------------------
-
-
-def error_json(exc: Any) -> None:
-    emit_json(
-        "error",
-        {
-            "ok": False,
-            "error": {
-                "message": exc.message,
-                "hint": exc.hint,
-                "exit_code": int(exc.exit_code),
-                "type": type(exc).__name__,
-            },
-        },
-    )
 
 
 def build_result(outcome: Any, as_json: bool) -> int:
