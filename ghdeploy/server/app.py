@@ -2,7 +2,8 @@
 
 POST /api/v1/webhooks/ghosthands/deploy   413 > 64 KiB, 401 bad signature (checked on the raw
                                           bytes before parsing, nothing stored), 400 unreadable,
-                                          422 not for us (reason), 200 duplicate, 202 queued
+                                          422 not for us (reason), 200 duplicate, 202 queued,
+                                          503 the database does not answer (nothing recorded)
 GET  /api/v1/deploys/{id}                 Bearer DEPLOY_API_TOKEN; 404 unknown
 GET  /api/v1/deploys?limit=N              Bearer DEPLOY_API_TOKEN; newest first
 GET  /healthz                             no auth; 503 when the database does not answer
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -85,7 +87,12 @@ def create_app(receiver: Receiver) -> Starlette:
         except payload.Refusal as refusal:
             log.warning("webhook refused: %s %s", refusal.status, refusal.reason)
             return _error(refusal.status, refusal.reason)
-        deploy_id, created = await run_in_threadpool(receiver.store.add, parsed, body_digest(body))
+        try:
+            deploy_id, created = await run_in_threadpool(receiver.store.add, parsed, body_digest(body))
+        except SQLAlchemyError as exc:
+            # CI may retry: nothing was recorded, so nothing will be deployed twice
+            log.error("webhook for %s: cannot record it: %s", parsed.image_tag, type(exc).__name__)
+            return _error(503, "the receiver cannot reach its database; try again")
         if not created:
             log.info("webhook for %s: duplicate of deploy #%s", parsed.image_tag, deploy_id)
             return JSONResponse({"id": deploy_id, "status": "duplicate"}, status_code=200)

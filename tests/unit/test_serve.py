@@ -505,3 +505,17 @@ def test_stopping_the_receiver_stops_the_running_deploy_at_a_safe_point(tmp_path
     assert record is not None and record["status"] == "interrupted"
     queued = store.get(later)
     assert queued is not None and queued["status"] == "queued"  # left for the next receiver to run
+
+
+def test_a_database_outage_is_503_and_records_nothing(receiver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    client, fake, store = receiver
+
+    def down(*args: Any) -> Any:
+        raise sa.exc.OperationalError("INSERT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(store, "add", down)
+    answer = post(client, body())
+    assert answer.status_code == 503 and "try again" in answer.json()["error"]
+    assert fake.calls == []
