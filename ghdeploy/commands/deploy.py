@@ -5,14 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from ghdeploy import hostops, locks, registry
-from ghdeploy import remote_commands as rc
 from ghdeploy.commands.common import operation, resolve_hosts
 from ghdeploy.config import Config
 from ghdeploy.engine.fleet import Fleet, HostOptions, open_fleet, rolling
-from ghdeploy.engine.host import Operation
+from ghdeploy.engine.plan import plan_host
 from ghdeploy.errors import ConfigError, LocalToolError, PreflightError
 from ghdeploy.gitinfo import git_state
 from ghdeploy.hosts import Host
@@ -23,57 +21,6 @@ from ghdeploy.status import verify_host
 from ghdeploy.waiting import CancelToken
 
 
-def deploy_plan(fleet: Fleet, op: Operation, target: Target) -> list[dict[str, Any]]:
-    """The exact commands a deploy would run on each host, from what runs there now. Read-only."""
-    plan: list[dict[str, Any]] = []
-    layout = fleet.layout
-    cfg = f"{layout.state_dir}/docker-config-XXXXXXXXXXXX"
-    for label in fleet.order:
-        conn = fleet.conns[label]
-        snapshot = hostops.read_snapshot(conn, layout)
-        holder = locks.read(conn, layout)
-        current = snapshot.app_image
-        commands = [
-            rc.render(rc.acquire_lock(layout)) + "   # stdin: lock record",
-            rc.render(rc.write_file(layout.state_dir, layout.pending_file)) + "   # stdin: what runs now",
-        ]
-        if op.auth is not None:
-            commands.append(
-                rc.render(rc.registry_login(op.auth.registry, op.auth.username, cfg)) + "   # stdin: ECR token"
-            )
-            commands.append(rc.render(rc.compose_pull(layout, target.ref, cfg)))
-            commands.append(rc.render(rc.remove_dir(cfg)))
-        commands.append(
-            f"GET/POST localhost:{op.worker_port}/worker/health, /worker/drain   # drain, up to {op.drain_timeout:g}s"
-        )
-        for worker in snapshot.targeted:
-            if worker.running and worker.status_port:
-                commands.append(f"GET/POST localhost:{worker.status_port}/worker/drain   # {worker.spec.name}")
-        commands.append(rc.render(rc.compose_rm(layout, target.ref, "worker")))
-        for worker in snapshot.targeted:
-            if worker.running:
-                commands.append(rc.render(rc.stop_container(worker.spec.name, op.stop_timeout)))
-        commands.append(rc.render(rc.compose_up(layout, target.ref)))
-        for worker in snapshot.targeted:
-            commands.append(
-                rc.render(rc.run_container(layout, worker.spec, target.ref)) + "   # stdin: its environment"
-            )
-        commands.append(f"GET localhost:{op.api_port}/health   # until 200, up to {op.health_timeout:g}s")
-        commands.append(rc.render(rc.append_file(layout.state_dir, layout.history_file)) + "   # stdin: history record")
-        commands.append(rc.render(rc.remove_file(layout.pending_file)))
-        commands.append(rc.render(rc.release_lock(layout, "XXXXXXXXXXXXXXXX")) + "   # only if still ours")
-        plan.append(
-            {
-                "host": label,
-                "current": current.to_dict() if current else None,
-                "lock": holder,
-                "rollback_to": current.to_dict() if current else None,
-                "commands": commands,
-            }
-        )
-    return plan
-
-
 def already_current(fleet: Fleet, target: Target, reporter: Reporter) -> FleetResult | None:
     """A succeeded result touching nothing when every host runs `target`'s digest (api, worker and
     targeted workers, all running); None when any host needs the deploy."""
@@ -81,7 +28,7 @@ def already_current(fleet: Fleet, target: Target, reporter: Reporter) -> FleetRe
         return None
     results: list[HostResult] = []
     for label in fleet.order:
-        snapshot = hostops.read_snapshot(fleet.conns[label], fleet.layout)
+        snapshot = hostops.read_snapshot(fleet.remotes[label], fleet.layout)
         services = list(snapshot.services.values())
         if "api" not in snapshot.services or any(s.state != "running" for s in services):
             return None
@@ -184,14 +131,14 @@ def deploy(
     timings["preflight"] = time.monotonic() - t
     try:
         if dry_run:
-            report.plan = deploy_plan(fleet, op, target)
+            report.plan = [plan_host(op, fleet.remotes[label], target, "deploy") for label in fleet.order]
             return report
         t = time.monotonic()
         current = already_current(fleet, target, reporter) if skip_current else None
         if current is not None:
             report.fleet = current
             return report
-        report.fleet = rolling(op, fleet.conns, fleet.order, lambda _label: target, batch, "deploy")
+        report.fleet = rolling(op, fleet.remotes, fleet.order, lambda _label: target, batch, "deploy")
         timings["deploy"] = time.monotonic() - t
         if report.fleet.succeeded and mode == "full" and expect_sha:
             t = time.monotonic()

@@ -8,9 +8,9 @@ from typing import Any
 
 from ghdeploy import hostops, locks, registry
 from ghdeploy.commands.common import operation, resolve_hosts
-from ghdeploy.commands.deploy import deploy_plan
 from ghdeploy.config import Config
 from ghdeploy.engine.fleet import Fleet, HostOptions, open_fleet, raise_for_host_problems, rolling
+from ghdeploy.engine.plan import plan_host
 from ghdeploy.images import validate_tag
 from ghdeploy.progress import Reporter
 from ghdeploy.results import DeployReport, Target
@@ -70,7 +70,7 @@ def rollback(
             if shared_target is not None:
                 targets[label] = shared_target
                 continue
-            conn = fleet.conns[label]
+            conn = fleet.remotes[label]
             running = hostops.read_snapshot(conn, fleet.layout).app_image
             running_id = running.image_id if running else None
             previous = previous_from_history(hostops.read_history(conn, fleet.layout, 1000), running_id)
@@ -93,21 +93,14 @@ def rollback(
         report.timings["preflight"] = time.monotonic() - t0
         if dry_run:
             report.plan = [
-                {"host": label, "rollback_to": targets[label].to_dict(), "commands": []} for label in fleet.order
+                plan_host(op, fleet.remotes[label], _local_target(fleet, label, targets[label]), "rollback")
+                for label in fleet.order
             ]
-            for item in report.plan:
-                sub = deploy_plan(
-                    Fleet(hosts=[h for h in hosts if h.label == item["host"]], conns=fleet.conns, layout=fleet.layout),
-                    op,
-                    targets[item["host"]],
-                )
-                item["current"] = sub[0]["current"]
-                item["commands"] = sub[0]["commands"]
             return report
         # A recorded image may be known only by ID; ensure_image then finds it locally by ref or ID.
         t = time.monotonic()
         report.fleet = rolling(
-            op, fleet.conns, fleet.order, lambda label: _local_target(fleet, label, targets[label]), batch, "rollback"
+            op, fleet.remotes, fleet.order, lambda label: _local_target(fleet, label, targets[label]), batch, "rollback"
         )
         report.timings["rollback"] = time.monotonic() - t
     finally:
@@ -119,7 +112,7 @@ def _local_target(fleet: Fleet, label: str, target: Target) -> Target:
     """For a recorded image, the reference that still names exactly it on the host."""
     if target.image_id is None:
         return target
-    conn = fleet.conns[label]
+    conn = fleet.remotes[label]
     for candidate in (target.ref, target.image_id):
         info = hostops.local_image(conn, candidate)
         if info is not None and info.get("Id") == target.image_id:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
@@ -18,6 +18,8 @@ from ghdeploy.errors import GhdeployError, PreflightError
 from ghdeploy.hosts import Host
 from ghdeploy.progress import Reporter
 from ghdeploy.results import FleetResult, HostResult, Target
+from ghdeploy.transports.base import Remote
+from ghdeploy.transports.recording import Recorded, RecordingRemote
 
 if TYPE_CHECKING:
     from ghdeploy.transports.ssh import Connection, SSHSettings
@@ -90,11 +92,11 @@ def close_all(conns: dict[str, Connection]) -> None:
             conn.close()
 
 
-def preflight_hosts(conns: dict[str, Connection], layout: rc.RemoteLayout, reporter: Reporter) -> dict[str, str]:
+def preflight_hosts(conns: Mapping[str, Remote], layout: rc.RemoteLayout, reporter: Reporter) -> dict[str, str]:
     """Docker, compose, the app directory and compose file on every host; problems by host label."""
     problems: dict[str, str] = {}
 
-    def one(item: tuple[str, Connection]) -> None:
+    def one(item: tuple[str, Remote]) -> None:
         label, conn = item
         reporter.step(label, "preflight")
         try:
@@ -127,7 +129,7 @@ def raise_for_host_problems(problems: dict[str, str], hint: str | None = None) -
 
 def rolling(
     op: Operation,
-    conns: dict[str, Connection],
+    conns: Mapping[str, Remote],
     order: list[str],
     target_for: Callable[[str], Target],
     batch: int,
@@ -175,6 +177,13 @@ class Fleet:
     locked: list[str] = field(default_factory=list)
     reporter: Reporter | None = None
     lock_id: str | None = None  # the id in our lock records: we release only locks we still hold
+    # The same connections, recording every command: with -v each is shown as it runs.
+    remotes: dict[str, Remote] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for label, conn in self.conns.items():
+            if label not in self.remotes:
+                self.remotes[label] = RecordingRemote(conn, on_record=_tracer(self.reporter, label))
 
     @property
     def order(self) -> list[str]:
@@ -183,7 +192,7 @@ class Fleet:
     def close(self) -> None:
         for label in self.locked:
             try:
-                if not locks.release(self.conns[label], self.layout, self.lock_id) and self.reporter is not None:
+                if not locks.release(self.remotes[label], self.layout, self.lock_id) and self.reporter is not None:
                     self.reporter.warn(
                         f"{label}: this operation no longer holds the deploy lock (someone ran `ghdeploy lock "
                         "release` meanwhile) and left the lock now there in place"
@@ -211,11 +220,13 @@ def open_fleet(
         if errors:
             hints = {e.hint for e in errors.values() if e.hint}
             raise_for_host_problems({k: str(v) for k, v in errors.items()}, "; ".join(sorted(hints)) or None)
-        raise_for_host_problems(preflight_hosts(conns, layout, reporter), "fix the host(s) named above, then run again")
+        raise_for_host_problems(
+            preflight_hosts(fleet.remotes, layout, reporter), "fix the host(s) named above, then run again"
+        )
         if lock is not None:
             held: dict[str, str] = {}
             for label in fleet.order:
-                holder = locks.acquire(conns[label], layout, lock)
+                holder = locks.acquire(fleet.remotes[label], layout, lock)
                 if holder is None:
                     fleet.locked.append(label)
                 else:
@@ -230,3 +241,10 @@ def open_fleet(
         fleet.close()
         raise
     return fleet
+
+
+def _tracer(reporter: Reporter | None, label: str) -> Callable[[Recorded], None] | None:
+    """Show each remote command as it runs (the reporter prints debug lines only with -v)."""
+    if reporter is None:
+        return None
+    return lambda entry: reporter.debug(f"{label}: {entry.line}")

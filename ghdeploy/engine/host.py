@@ -11,7 +11,7 @@ import getpass
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +49,8 @@ class Operation:
     cancel: threading.Event = field(default_factory=threading.Event)
     operator: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
     message: str | None = None
+    # Names of throw-away files on the host (the docker login config); the dry run shows XXXX.
+    token: Callable[[int], str] = secrets.token_hex
 
 
 def now_iso() -> str:
@@ -80,7 +82,7 @@ def ensure_image(op: Operation, conn: Remote, target: Target) -> str:
     else:
         if op.auth is None:
             raise OperationFailed(f"{label}: {target.ref} is not on the host and there is no registry login to pull it")
-        config_dir = f"{op.layout.state_dir}/docker-config-{secrets.token_hex(6)}"
+        config_dir = f"{op.layout.state_dir}/docker-config-{op.token(6)}"
         op.reporter.step(label, f"pulling {target.label}")
         try:
             login = conn.run(

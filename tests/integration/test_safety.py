@@ -559,7 +559,7 @@ HOST_RESULT_KEYS = {
     "notes",
 }
 SUMMARY_KEYS = {"total", "succeeded", "rolled back", "rollback failed", "failed", "untouched"}
-PLAN_KEYS = {"host", "current", "lock", "rollback_to", "commands"}
+PLAN_KEYS = {"host", "current", "lock", "rollback_to", "commands", "steps", "summary"}
 STATUS_HOST_KEYS = {
     "host",
     "ok",
