@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ghdeploy import docker, registry
 from ghdeploy.config import TAG_RE, Config
@@ -25,6 +26,18 @@ class BuildOutcome:
     dirty: bool
     seconds: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "image": self.image,
+            "image_id": self.image_id,
+            "commit_sha": self.commit_sha,
+            "build_time": self.build_time,
+            "refs": list(self.refs),
+            "dirty": self.dirty,
+            "seconds": self.seconds,
+        }
+
 
 @dataclass
 class PushOutcome:
@@ -33,6 +46,15 @@ class PushOutcome:
     digest: str
     refs: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "image": self.image,
+            "digest": self.digest,
+            "refs": list(self.refs),
+            "seconds": self.seconds,
+        }
 
 
 def validate_tag(tag: str, source: str = "--tag") -> str:

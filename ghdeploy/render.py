@@ -122,7 +122,7 @@ def table(title: str | None, columns: list[str]) -> Table:
 
 def build_result(outcome: Any, as_json: bool) -> int:
     if as_json:
-        emit_json("build", {"ok": True, **outcome.__dict__})
+        emit_json("build", {"ok": True, **outcome.to_dict()})
     else:
         out().print(f"built {outcome.refs[0]} (and :latest)\n  image {outcome.image_id}\n  commit {outcome.commit_sha}")
         if outcome.dirty:
@@ -132,7 +132,7 @@ def build_result(outcome: Any, as_json: bool) -> int:
 
 def push_result(outcome: Any, as_json: bool) -> int:
     if as_json:
-        emit_json("push", {"ok": True, **outcome.__dict__})
+        emit_json("push", {"ok": True, **outcome.to_dict()})
     else:
         out().print(f"pushed {outcome.refs[0]} and :latest\n  digest {outcome.digest}")
     return 0
@@ -351,7 +351,7 @@ def verify_table(rows: list[Any], as_json: bool) -> int:
 def history_table(rows: list[Any], as_json: bool) -> int:
     code = 0 if all(r.error is None for r in rows) else 1
     if as_json:
-        emit_json("history", {"ok": code == 0, "hosts": [r.__dict__ for r in rows]})
+        emit_json("history", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
     t = table("history", ["host", "time", "action", "from", "to", "result", "operator", "duration", "message"])
     for r in rows:
@@ -383,7 +383,7 @@ def lock_table(rows: list[Any], as_json: bool, command: str) -> int:
 
     code = 0 if all(r.error is None for r in rows) else 1
     if as_json:
-        emit_json(command, {"ok": code == 0, "hosts": [r.__dict__ for r in rows]})
+        emit_json(command, {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
     t = table(command, ["host", "lock", "operator", "since", "action", "message"])
     for r in rows:

@@ -111,8 +111,8 @@ class DeployReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "tag": self.tag,
-            "build": self.build.__dict__ if self.build else None,
-            "push": self.push.__dict__ if self.push else None,
+            "build": self.build.to_dict() if self.build else None,
+            "push": self.push.to_dict() if self.push else None,
             "deploy": self.fleet.to_dict() if self.fleet else None,
             "verify": [r.to_dict() for r in self.verify] if self.verify is not None else None,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},

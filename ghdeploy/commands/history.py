@@ -18,6 +18,9 @@ class HostHistory:
     records: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "records": self.records, "error": self.error}
+
 
 def history(config: Config, opts: HostOptions, reporter: Reporter, limit: int) -> list[HostHistory]:
     layout = layout_of(config)

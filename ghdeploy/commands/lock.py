@@ -22,6 +22,9 @@ class HostLock:
     error: str | None = None
     released: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "holder": self.holder, "error": self.error, "released": self.released}
+
 
 def lock_status(config: Config, opts: HostOptions, reporter: Reporter) -> list[HostLock]:
     layout = layout_of(config)

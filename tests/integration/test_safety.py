@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import jsonschema
 import paramiko
 import pytest
 
@@ -577,12 +578,19 @@ BUILD_KEYS = {"tag", "image", "image_id", "commit_sha", "build_time", "refs", "d
 PUSH_KEYS = {"tag", "image", "digest", "refs", "seconds"}
 
 
+SCHEMA = jsonschema.Draft202012Validator(
+    json.loads((Path(__file__).resolve().parents[2] / "docs/json-schema/ghdeploy.schema.json").read_text())
+)
+
+
 def one_document(proc: subprocess.CompletedProcess[str], command: str, code: int = 0) -> dict:
     """stdout is exactly one JSON document (json.loads refuses anything after it), with the schema version."""
     assert proc.returncode == code, f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
     doc = json.loads(proc.stdout)
     assert isinstance(doc, dict) and doc["version"] == 1 and doc["command"] == command
     assert doc["ok"] is (code == 0)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in SCHEMA.iter_errors(doc)]
+    assert not errors, f"{command} --json does not match docs/json-schema: {errors[:5]}"
     return doc
 
 
