@@ -125,31 +125,69 @@ def build(
     return BuildResult(image_id=iid, refs=refs, build_args=build_args)
 
 
+LOGIN_PREFIX = "ghdeploy-docker-"
+
+
+def registry_config(registry: str, username: str, password: str) -> str:
+    """A docker config.json holding only the registry's credentials (`auths`), as `docker login` writes it."""
+    import base64
+    import json
+
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return json.dumps({"auths": {registry: {"auth": auth}}})
+
+
+def remove_leftover_logins(tmp: Path | None = None) -> list[Path]:
+    """Remove throw-away config dirs of runs that were killed (their process is gone); return them.
+
+    Each dir names its process in a `pid` file; a dir of a live ghdeploy (another push) is kept.
+    """
+    removed: list[Path] = []
+    base = tmp or Path(tempfile.gettempdir())
+    for path in base.glob(LOGIN_PREFIX + "*"):
+        try:
+            if not path.is_dir() or path.is_symlink() or path.stat().st_uid != os.getuid():
+                continue
+            pid_text = (path / "pid").read_text().strip() if (path / "pid").exists() else ""
+        except OSError:
+            continue
+        if pid_text.isdigit() and _alive(int(pid_text)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def temporary_login(registry: str, username: str, password: str) -> Iterator[dict[str, str]]:
-    """Log in with a throw-away docker config dir; yields the env to run docker with.
+    """Credentials for `registry` in a throw-away docker config dir; yields the env to run docker with.
 
-    The password goes on stdin (never argv), and the config file holding it is deleted
-    as soon as the caller is done, so no registry token outlives the command.
+    The `auths` entry is written straight into a private config.json, not with `docker login`:
+    on a Mac that stores the token in the Keychain (the desktop's credsStore), where it outlives
+    the deleted directory. The directory is removed as soon as the caller is done, and a killed
+    run's leftover is removed by the next run.
     """
-    with tempfile.TemporaryDirectory(prefix="ghdeploy-docker-") as config_dir:
+    remove_leftover_logins()
+    config_dir = Path(tempfile.mkdtemp(prefix=LOGIN_PREFIX))
+    try:
         os.chmod(config_dir, 0o700)
-        env = dict(os.environ, DOCKER_CONFIG=config_dir)
-        proc = subprocess.run(
-            [_docker_bin(), "login", "--username", username, "--password-stdin", registry],
-            input=password,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise OperationFailed(
-                f"docker login to {registry} failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}",
-                "check that ECR_REGISTRY matches the account and region of your AWS credentials",
-            )
-        yield env
+        (config_dir / "pid").write_text(str(os.getpid()))
+        fd = os.open(config_dir / "config.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(registry_config(registry, username, password))
+        yield dict(os.environ, DOCKER_CONFIG=str(config_dir))
+    finally:
+        shutil.rmtree(config_dir, ignore_errors=True)
 
 
 def push(ref: str, env: dict[str, str], reporter: Reporter) -> str:

@@ -7,10 +7,13 @@ connection and turns their output into data.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ghdeploy import container_spec as cspec
 from ghdeploy import remote_commands as rc
+from ghdeploy.container_spec import ContainerSpec
 from ghdeploy.errors import OperationFailed
 
 if TYPE_CHECKING:
@@ -53,10 +56,11 @@ class ImageRecord:
 
 @dataclass
 class TargetedWorker:
-    spec: rc.ContainerSpec
+    spec: ContainerSpec
     image: ImageRecord
     status_port: int | None
     running: bool
+    restarts: int = 0
 
 
 @dataclass
@@ -75,6 +79,13 @@ class Snapshot:
 
     services: dict[str, ServiceState] = field(default_factory=dict)
     targeted: list[TargetedWorker] = field(default_factory=list)
+    # Targeted workers whose NAME.ghdeploy-backup exists: a run was stopped while replacing them.
+    backups: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing of the app on the host (a first deploy)."""
+        return not self.services and not self.targeted and not self.backups
 
     @property
     def app_image(self) -> ImageRecord | None:
@@ -153,16 +164,112 @@ def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
             )
         elif labels.get("gh.role") == "targeted-worker":
             image = images.get(container.get("Image", "")) or {}
+            if not belongs_to(container, image, layout.image_repo):
+                continue  # another app's worker on the same host: not ours to touch
+            name = str(container.get("Name") or "").lstrip("/")
+            if name.endswith(rc.BACKUP_SUFFIX):
+                snapshot.backups.append(name[: -len(rc.BACKUP_SUFFIX)])
+                continue
             snapshot.targeted.append(
                 TargetedWorker(
                     spec=container_spec(container, image),
                     image=record_for(container),
                     status_port=_int_or_none(labels.get("gh.status_port")),
                     running=bool(state.get("Running")),
+                    restarts=int(container.get("RestartCount") or 0),
                 )
             )
     snapshot.targeted.sort(key=lambda t: t.spec.name)
+    snapshot.backups.sort()
     return snapshot
+
+
+@dataclass
+class HostFacts:
+    """What preflight learned about a host, besides docker being there."""
+
+    image_services: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # any one refuses the host (exit 2)
+    notes: list[str] = field(default_factory=list)  # said before anything starts
+    first_deploy: bool = False
+
+
+def preflight_facts(remote: Remote, layout: rc.RemoteLayout) -> HostFacts:
+    """The compose file's services, what runs, and whether a deploy can change it safely. Read-only."""
+    facts = HostFacts()
+    result = remote.run(rc.compose_services(layout), timeout=60)
+    services: dict[str, Any] = {}
+    if result.rc != 0:
+        facts.problems.append(
+            f"`docker compose config` failed for {layout.compose_file}: {result.stderr.strip()[-300:]}"
+        )
+    else:
+        try:
+            parsed = json.loads(result.stdout or "{}")
+            services = parsed.get("services") or {} if isinstance(parsed, dict) else {}
+        except ValueError:
+            facts.problems.append(f"`docker compose config` printed no JSON for {layout.compose_file}")
+    if services:
+        missing = [name for name in ("api", "worker") if name not in services]
+        if missing:
+            facts.problems.append(
+                f"{layout.compose_file} defines no service {' or '.join(missing)} "
+                f"(it has: {', '.join(sorted(services)) or 'none'})"
+            )
+        facts.image_services = sorted(
+            name for name, svc in services.items() if isinstance(svc, dict) and rc.IMAGE_PROBE in str(svc.get("image"))
+        )
+        others = [name for name in ("api", "worker") if name in services and name not in facts.image_services]
+        if others:
+            facts.problems.append(
+                f"in {layout.compose_file}, service {' and '.join(others)} does not use image ${{ECR_IMAGE}}"
+            )
+    snapshot = read_snapshot(remote, layout)
+    facts.problems += targeted_problems(snapshot)
+    if not snapshot.services:
+        lookalikes = [line for line in _all_containers(remote) if _looks_like_the_app(line, layout)]
+        if lookalikes:
+            facts.problems.append(
+                f"nothing runs from {layout.app_dir}, but {len(lookalikes)} container(s) look like the app: "
+                + ", ".join(f"{c[0]} ({c[1]})" for c in lookalikes[:5])
+                + " (started from another directory, or by the old deploy script?)"
+            )
+        elif not snapshot.targeted:
+            facts.first_deploy = True
+            facts.notes.append("first deploy: nothing of the app runs here, so there is nothing to roll back to")
+    return facts
+
+
+def _all_containers(remote: Remote) -> list[list[str]]:
+    result = remote.run(rc.list_all_containers(), timeout=60)
+    return [[*line.split("\t"), "", "", ""][:4] for line in result.stdout.splitlines() if line.strip()]
+
+
+def _looks_like_the_app(row: list[str], layout: rc.RemoteLayout) -> bool:
+    _name, image, service, _project = row
+    if service in ("api", "worker"):
+        return True
+    return layout.image_repo is not None and _repository(image) == layout.image_repo
+
+
+def _repository(ref: str) -> str:
+    """registry/repo of a reference (tag and digest dropped)."""
+    name = ref.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    last = last.split(":", 1)[0]
+    return f"{head}/{last}" if head else last
+
+
+def belongs_to(container: dict[str, Any], image: dict[str, Any], image_repo: str | None) -> bool:
+    """A targeted worker is this app's when its image is from the app's repository (ECR_REGISTRY/ECR_REPOSITORY)."""
+    if image_repo is None:
+        return True
+    ref = str((container.get("Config") or {}).get("Image") or "")
+    if ref and not ref.startswith("sha256:") and not all(c in "0123456789abcdef" for c in ref):
+        return _repository(ref) == image_repo  # the name it was started from says whose it is
+    # started by image ID: any name of that image in the app's repository
+    refs = [str(r) for r in (image.get("RepoTags") or []) + (image.get("RepoDigests") or [])]
+    return any(_repository(r) == image_repo for r in refs)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -172,55 +279,76 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def container_spec(container: dict[str, Any], image: dict[str, Any]) -> rc.ContainerSpec:
+def container_spec(container: dict[str, Any], image: dict[str, Any]) -> ContainerSpec:
     """What to recreate a standalone container with: its own settings, not its image's defaults.
 
     Environment entries that merely repeat the old image's ENV (COMMIT_SHA, PATH, ...) are left
-    out, or the new container would inherit the old build's values.
+    out, or the new container would inherit the old build's values. See container_spec.py.
     """
-    config = container.get("Config") or {}
-    host_config = container.get("HostConfig") or {}
-    image_config = image.get("Config") or {}
-    image_env = set(image_config.get("Env") or [])
-    env = [e for e in (config.get("Env") or []) if e not in image_env]
-    image_labels = image_config.get("Labels") or {}
-    labels = {k: v for k, v in (config.get("Labels") or {}).items() if image_labels.get(k) != v}
-    ports: list[str] = []
-    for container_port, bindings in sorted((host_config.get("PortBindings") or {}).items()):
-        for binding in bindings or []:
-            host_ip, host_port = binding.get("HostIp") or "", binding.get("HostPort") or ""
-            prefix = f"{host_ip}:" if host_ip else ""
-            ports.append(f"{prefix}{host_port}:{container_port}" if host_port else f"{prefix}:{container_port}")
-    policy = host_config.get("RestartPolicy") or {}
-    restart = policy.get("Name") or None
-    if restart == "no":
-        restart = None
-    elif restart == "on-failure" and policy.get("MaximumRetryCount"):
-        restart = f"on-failure:{policy['MaximumRetryCount']}"
-    network = host_config.get("NetworkMode") or None
-    if network == "default":
-        network = None
-    entrypoint = config.get("Entrypoint")
-    own_entrypoint = entrypoint != image_config.get("Entrypoint")
-    cmd = config.get("Cmd")
-    name = (container.get("Name") or "").lstrip("/")
-    return rc.ContainerSpec(
-        name=name,
-        labels=labels,
-        env=env,
-        network=network,
-        ports=ports,
-        restart=restart,
-        memory=host_config.get("Memory") or None,
-        entrypoint=entrypoint if own_entrypoint else None,
-        # `docker run --entrypoint` clears the image's CMD, so with our own entrypoint the command is always passed.
-        cmd=cmd if own_entrypoint or cmd != image_config.get("Cmd") else None,
+    return cspec.from_inspect(container, image)
+
+
+def targeted_problems(snapshot: Snapshot) -> list[str]:
+    """What keeps the targeted workers from being recreated exactly (refused in preflight)."""
+    return [problem for worker in snapshot.targeted for problem in worker.spec.problems]
+
+
+def replace_targeted(remote: Remote, layout: rc.RemoteLayout, worker: TargetedWorker, image: str) -> None:
+    """Replace a (stopped) targeted worker with one on `image`, never destroying the old one first.
+
+    The old container becomes NAME.ghdeploy-backup; the new one is created, joined to its extra
+    networks, checked against the old configuration, and started if the old one ran before the
+    deploy. Any failure puts the backup back (started again if it ran) and raises. The backup
+    is removed by drop_backup() once the whole host is checked.
+    """
+    label = remote.host.label
+    name = worker.spec.name
+    delimiter = "GHDEPLOY_ENV_" + secrets.token_hex(8)
+    script = cspec.env_script(worker.spec, rc.env_file_path(layout, name), delimiter)
+    created = remote.run(
+        rc.create_container(layout, worker.spec, image, worker.running), stdin=script.encode(), timeout=120
+    )
+    if created.rc != 0:
+        kept = "the old one is back" if created.rc == 3 else "putting the old one back failed too"
+        raise OperationFailed(
+            f"{label}: creating {name} on the new image failed ({kept}): {created.stderr.strip()[-300:]}"
+        )
+    try:
+        for network in worker.spec.networks:
+            require_ok(
+                remote.run(rc.connect_network(name, network), timeout=60), f"connecting {name} to {network[-1]}", label
+            )
+        problems = created_differences(remote, worker.spec, name, image)
+        if problems:
+            raise OperationFailed(f"{label}: the new {name} is not configured like the old one: " + "; ".join(problems))
+        if worker.running:
+            require_ok(remote.run(rc.start_container(name), timeout=120), f"starting {name}", label)
+    except OperationFailed:
+        restore_targeted(remote, worker)
+        raise
+
+
+def created_differences(remote: Remote, intended: ContainerSpec, name: str, image: str) -> list[str]:
+    result = remote.run(rc.inspect_containers([name]), timeout=60)
+    try:
+        (container,) = json.loads(result.stdout or "[]")
+    except ValueError:
+        return [f"docker inspect {name} failed: {result.stderr.strip()[-200:]}"]
+    images = inspect_images(remote, [str(container.get("Image") or "")])
+    return cspec.differences(intended, container, images.get(str(container.get("Image") or ""), {}))
+
+
+def restore_targeted(remote: Remote, worker: TargetedWorker) -> None:
+    """Put the backup of a targeted worker back under its name; start it if it ran. No backup: nothing to do."""
+    require_ok(
+        remote.run(rc.restore_container(worker.spec.name, worker.running), timeout=120),
+        f"putting back {worker.spec.name}",
+        remote.host.label,
     )
 
 
-def recreate_targeted(remote: Remote, layout: rc.RemoteLayout, worker: TargetedWorker, image: str) -> None:
-    env_text = "".join(f"{line}\n" for line in worker.spec.env)
-    remote.check(rc.run_container(layout, worker.spec, image), stdin=env_text.encode())
+def drop_backup(remote: Remote, name: str) -> None:
+    require_ok(remote.run(rc.drop_backup(name), timeout=60), f"removing the backup of {name}", remote.host.label)
 
 
 def append_record(remote: Remote, layout: rc.RemoteLayout, record: dict[str, Any]) -> None:
@@ -249,20 +377,44 @@ def read_json(remote: Remote, argv: list[str]) -> dict[str, Any] | None:
 
 
 def read_pending(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:
-    return read_json(remote, rc.read_file(layout.pending_file))
+    data = read_json(remote, rc.read_file(layout.pending_file))
+    return clean_record(data) if data else data
 
 
-def read_history(remote: Remote, layout: rc.RemoteLayout, limit: int = 20) -> list[dict[str, Any]]:
-    text = remote.run(rc.tail_file(layout.history_file, limit)).stdout
+def read_history(
+    remote: Remote, layout: rc.RemoteLayout, limit: int = 20, warnings: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The last `limit` records of the host's history; a line that is not a record is skipped,
+    with a warning appended to `warnings` (a half-written line, a hand edit)."""
+    text = remote.run(rc.tail_file(layout.history_file, limit), timeout=60).stdout
+    records, problems = parse_history(text)
+    if warnings is not None:
+        warnings += [f"{remote.host.label}: {layout.history_file}: {p}" for p in problems]
+    return records
+
+
+def parse_history(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     records: list[dict[str, Any]] = []
-    for line in text.splitlines():
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
         try:
             item = json.loads(line)
         except ValueError:
-            continue
+            item = None
         if isinstance(item, dict):
-            records.append(item)
-    return records
+            records.append(clean_record(item))
+        else:
+            problems.append(f"skipped line {number} of the last read: not a JSON record ({line[:60]!r})")
+    return records, problems
+
+
+def clean_record(data: dict[str, Any]) -> dict[str, Any]:
+    """A history/pending record with the types readers rely on (a host's file may hold anything)."""
+    from ghdeploy import hostdata
+
+    return hostdata.record(data) or {}
 
 
 def local_image(remote: Remote, ref: str) -> dict[str, Any] | None:

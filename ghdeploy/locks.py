@@ -27,12 +27,12 @@ def lock_info(operator: str, action: str, tag: str | None, message: str | None) 
         "action": action,
         "tag": tag,
         "message": message,
-        "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "since": rc.HOST_NOW,  # the host stamps its own time when it takes the lock
     }
 
 
-def age(since: str | None) -> str:
-    if not since:
+def age(since: object) -> str:
+    if not since or not isinstance(since, str):
         return "unknown age"
     try:
         then = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -65,7 +65,9 @@ def acquire(remote: Remote, layout: rc.RemoteLayout, info: dict[str, Any]) -> di
             holder = json.loads(result.stdout or "{}")
         except ValueError:
             holder = {}
-        return holder if isinstance(holder, dict) else {}
+        from ghdeploy import hostdata
+
+        return hostdata.record(holder) or {}
     raise GhdeployError(f"{remote.host.label}: could not take the deploy lock: {result.stderr.strip()[-200:]}")
 
 
@@ -80,6 +82,8 @@ def release(remote: Remote, layout: rc.RemoteLayout, lock_id: str | None = None)
 
 
 def read(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:
+    from ghdeploy import hostdata
     from ghdeploy.hostops import read_json
 
-    return read_json(remote, rc.read_lock(layout))
+    data = read_json(remote, rc.read_lock(layout))
+    return None if data is None else hostdata.record(data)

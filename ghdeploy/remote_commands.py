@@ -11,6 +11,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from ghdeploy.container_spec import ContainerSpec
+
 Argv = list[str]
 
 STATE_DIRNAME = ".ghdeploy"
@@ -25,6 +27,8 @@ PREFLIGHT_CODES = {
     14: "the compose file does not exist",
 }
 LOCK_HELD_CODE = 75
+# A lock record's "since" as sent; acquire_lock replaces it with the host's clock (not the laptop's).
+HOST_NOW = "@host-now@"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class RemoteLayout:
 
     app_dir: str  # GHOSTHANDS_DIR
     compose_file: str  # absolute path of docker-compose.{prod,staging}.yml
+    # ECR_REGISTRY/ECR_REPOSITORY: targeted workers of another repository on the same host are not ours.
+    image_repo: str | None = None
 
     @property
     def state_dir(self) -> str:
@@ -76,25 +82,49 @@ def compose(layout: RemoteLayout, image: str | None, *args: str) -> Argv:
     return ["env", f"ECR_IMAGE={image or 'unset'}", "docker", "compose", "-f", layout.compose_file, *args]
 
 
-def compose_pull(layout: RemoteLayout, image: str, docker_config: str) -> Argv:
-    # DOCKER_CONFIG points at the throw-away login made by registry_login().
-    return ["env", f"DOCKER_CONFIG={docker_config}", *compose(layout, image, "pull", "--quiet")]
+# --- compose: only the services that run the app's image (faults) --------------------------------
+
+# What ECR_IMAGE is set to while asking compose which services use it: no real image has this name.
+IMAGE_PROBE = "ghdeploy-probe.invalid/ecr-image:probe"
 
 
-def compose_stop(layout: RemoteLayout, image: str, service: str, timeout: int) -> Argv:
-    return compose(layout, image, "stop", "-t", str(timeout), service)
+def compose_services(layout: RemoteLayout) -> Argv:
+    """The compose file as JSON with ECR_IMAGE set to IMAGE_PROBE: which services exist, which use it."""
+    return compose(layout, IMAGE_PROBE, "config", "--format", "json")
 
 
-def compose_rm(layout: RemoteLayout, image: str, service: str) -> Argv:
-    """Stop and remove one service's container, so the next `up` starts it fresh."""
-    return compose(layout, image, "rm", "--force", "--stop", service)
+def list_all_containers() -> Argv:
+    """Every container on the host, one per line: name, image, compose service, compose project dir."""
+    fmt = (
+        '{{.Names}}\t{{.Image}}\t{{.Label "com.docker.compose.service"}}\t'
+        '{{.Label "com.docker.compose.project.working_dir"}}'
+    )
+    return ["docker", "ps", "--all", "--no-trunc", "--format", fmt]
 
 
-def compose_up(layout: RemoteLayout, image: str, docker_config: str | None = None) -> Argv:
-    argv = compose(layout, image, "up", "-d", "--remove-orphans")
-    if docker_config:
-        argv = ["env", f"DOCKER_CONFIG={docker_config}", *argv]
-    return argv
+def compose_pull(layout: RemoteLayout, image: str, docker_config: str, services: list[str]) -> Argv:
+    """Pull the new image for the app's services only: redis & co. are not the deploy's business."""
+    # DOCKER_CONFIG points at the throw-away credentials written by write_registry_auth().
+    return ["env", f"DOCKER_CONFIG={docker_config}", *compose(layout, image, "pull", "--quiet", "--", *services)]
+
+
+def compose_stop_rm(layout: RemoteLayout, image: str, service: str, timeout: int) -> Argv:
+    """Stop one service's container with STOP_TIMEOUT, then remove it so the next `up` starts it fresh.
+
+    (`compose rm --stop` has no timeout: it used docker's default 10 s, not STOP_TIMEOUT.)
+    """
+    script = 't=$1; s=$2; shift 2; "$@" stop -t "$t" -- "$s" && "$@" rm --force -- "$s"'
+    return ["sh", "-c", script, "sh", str(timeout), service, *compose(layout, image)]
+
+
+def compose_up(layout: RemoteLayout, image: str, services: list[str] | None = None) -> Argv:
+    """`up -d` of the app's services only (--no-deps: other services are left as they run).
+
+    Without `services` (a first deploy on an empty host) the whole file is brought up.
+    """
+    if services is None:
+        return compose(layout, image, "up", "-d", "--remove-orphans")
+    return compose(layout, image, "up", "-d", "--no-deps", "--remove-orphans", "--", *services)
 
 
 def inspect_app_containers(layout: RemoteLayout) -> Argv:
@@ -116,10 +146,27 @@ def image_inspect(refs: list[str]) -> Argv:
     return ["docker", "image", "inspect", *refs]
 
 
-def registry_login(registry: str, username: str, docker_config: str) -> Argv:
-    """`docker login` into a private, throw-away config dir; the password is read from stdin."""
-    script = 'umask 077 && mkdir -p "$1" && DOCKER_CONFIG="$1" docker login --username "$2" --password-stdin "$3"'
-    return ["sh", "-c", script, "sh", docker_config, username, registry]
+# --- registry credentials (faults) ------------------------------------------------------------
+
+DOCKER_CONFIG_PREFIX = "docker-config-"
+
+
+def docker_config_dir(state_dir: str, token: str) -> str:
+    return f"{state_dir}/{DOCKER_CONFIG_PREFIX}{token}"
+
+
+def write_registry_auth(state_dir: str, docker_config: str) -> Argv:
+    """Write a private DOCKER_CONFIG whose config.json (from stdin) holds the registry's `auths` entry.
+
+    Not `docker login`: that hands the token to whatever credential store the host's docker is set
+    up with (the Keychain on a Mac), where it outlives the deleted directory. Dirs left by a killed
+    run (they hold a token) are removed first; the host's deploy lock is held, so none is in use.
+    """
+    script = (
+        'umask 077 || exit 1; for d in "$1"/' + DOCKER_CONFIG_PREFIX + '*; do [ -e "$d" ] && rm -rf -- "$d"; done; '
+        'mkdir -p "$2" && cat > "$2/config.json"'
+    )
+    return ["sh", "-c", script, "sh", state_dir, docker_config]
 
 
 def remove_dir(path: str) -> Argv:
@@ -127,8 +174,16 @@ def remove_dir(path: str) -> Argv:
 
 
 def append_file(directory: str, path: str) -> Argv:
-    """Append stdin to a file, creating its private directory first."""
-    return ["sh", "-c", 'umask 077 && mkdir -p "$1" && cat >> "$2"', "sh", directory, path]
+    """Append stdin to a file, creating its private directory first.
+
+    A last line left without its newline (a write cut short: disk full, a killed run) is ended
+    first, so the new record starts on a line of its own instead of being glued to the broken one.
+    """
+    script = (
+        'umask 077 && mkdir -p "$1" || exit 1; '
+        'if [ -s "$2" ] && [ -n "$(tail -c 1 "$2")" ]; then echo >> "$2" || exit 1; fi; cat >> "$2"'
+    )
+    return ["sh", "-c", script, "sh", directory, path]
 
 
 def write_file(directory: str, path: str) -> Argv:
@@ -152,15 +207,16 @@ def remove_file(path: str) -> Argv:
 def acquire_lock(layout: RemoteLayout) -> Argv:
     """mkdir is atomic: exactly one of two concurrent deploys creates the lock directory.
 
-    The record (who, where, when, tag) arrives on stdin and is saved BEFORE the mkdir, then
+    The record (who, where, tag) arrives on stdin and is saved BEFORE the mkdir, with its
+    "since" (sent as HOST_NOW) set from the host's clock, then
     renamed into the lock directory: a lock is never visible for longer than that rename without
     its holder's record (reading stdin after the mkdir left a loser, or `lock status`, with an
     empty record while the winner's stdin was still on the wire). A loser waits up to 2 s for
     the record to appear, then prints it on stdout and exits LOCK_HELD_CODE.
     """
     script = (
-        'umask 077 && mkdir -p "$1" || exit 1; t="$1/lock-info.$$"; '
-        'cat > "$t" || { rm -f "$t"; exit 1; }; '
+        'umask 077 && mkdir -p "$1" || exit 1; t="$1/lock-info.$$"; now=$(date -u +%Y-%m-%dT%H:%M:%SZ); '
+        r'sed "s/\"since\": \"' + HOST_NOW + r'\"/\"since\": \"$now\"/" > "$t" || { rm -f "$t"; exit 1; }; '
         'if mkdir "$2" 2>/dev/null; then mv -f "$t" "$2/info.json" && exit 0; rm -rf "$2" "$t"; exit 1; fi; '
         'rm -f "$t"; i=0; '
         'while [ -d "$2" ] && [ ! -f "$2/info.json" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; '
@@ -189,53 +245,93 @@ def stop_container(name: str, timeout: int) -> Argv:
     return ["docker", "stop", "-t", str(timeout), name]
 
 
-def run_container(layout: RemoteLayout, spec: ContainerSpec, image: str) -> Argv:
-    """Replace a standalone container with one on `image`, keeping name, labels, network, ports,
-    restart policy, memory limit, command and environment.
+# --- targeted workers: replaced without ever destroying the old one first (faults) -------------
+#
+# create_container renames the old container to NAME.ghdeploy-backup and creates the new one
+# under NAME; the laptop then connects extra networks, starts it, checks it, and only then runs
+# drop_backup. Any failure before that runs restore_container: the new one is removed and the
+# backup renamed back (and started again if it ran). Container names allow [a-zA-Z0-9_.-], so
+# the suffix cannot collide with a worker's own name.
 
-    The environment arrives on stdin and is written to a private env-file under the state
-    directory (it may hold secrets that must never appear in a process list), used by
-    `docker run --env-file`, then deleted.
+BACKUP_SUFFIX = ".ghdeploy-backup"
+
+
+def backup_name(name: str) -> str:
+    return f"{name}{BACKUP_SUFFIX}"
+
+
+def env_file_path(layout: RemoteLayout, name: str) -> str:
+    return f"{layout.state_dir}/env-{name}"
+
+
+def create_container(layout: RemoteLayout, spec: ContainerSpec, image: str, restart_old: bool) -> Argv:
+    """Rename the (stopped) container to its backup name and create its replacement on `image`.
+
+    stdin: container_spec.env_script() (the env-file as a quoted here-document, multi-line values
+    exported); it runs in a subshell with eval, so no value reaches any argv. The env-file is
+    private (umask 077) and deleted right after `docker create`. If the create fails the backup
+    gets its name back (and is started again when `restart_old`); exit 3 then, 4 if even that
+    failed. A backup left by a killed run is removed first: the container under NAME carries the
+    same configuration.
     """
-    env_file = f"{layout.state_dir}/env-{spec.name}"
-    run = ["docker", "run", "--detach", "--name", spec.name]
-    for key, value in sorted(spec.labels.items()):
-        run += ["--label", f"{key}={value}"]
-    if spec.network:
-        run += ["--network", spec.network]
-    for binding in spec.ports:
-        run += ["--publish", binding]
-    if spec.restart:
-        run += ["--restart", spec.restart]
-    if spec.memory:
-        run += ["--memory", str(spec.memory)]
-    if spec.entrypoint is not None:
-        run += ["--entrypoint", spec.entrypoint[0] if spec.entrypoint else ""]
-    run += ["--env-file", env_file, image]
-    if spec.entrypoint:
-        run += spec.entrypoint[1:]
-    if spec.cmd is not None:
-        run += spec.cmd
+    from ghdeploy.container_spec import env_names
+
+    env_file = env_file_path(layout, spec.name)
+    create = ["docker", "create", "--name", spec.name, *spec.options, f"--env-file={env_file}"]
+    for key in env_names(spec):
+        create += ["-e", key]
+    create += ["--", image, *spec.command()]
     script = (
-        'umask 077 && mkdir -p "$1" && cat > "$2" || exit 1; f="$2"; name="$3"; shift 3; '
-        'docker rm -f "$name" >/dev/null 2>&1; "$@"; rc=$?; rm -f "$f"; exit $rc'
+        "umask 077 || exit 1; state=$1 name=$2 backup=$3 envfile=$4 start=$5; shift 5; "
+        'mkdir -p "$state" || exit 1; envscript=$(cat) || exit 1; '
+        'if docker container inspect "$backup" >/dev/null 2>&1; then docker rm -f "$backup" >/dev/null || exit 1; fi; '
+        'docker rename "$name" "$backup" || exit 1; '
+        '( eval "$envscript" && exec "$@" ); rc=$?; rm -f "$envfile"; '
+        "[ $rc -eq 0 ] && exit 0; "
+        'docker rm -f "$name" >/dev/null 2>&1; docker rename "$backup" "$name" || exit 4; '
+        'if [ "$start" = 1 ]; then docker start "$name" >/dev/null || exit 4; fi; exit 3'
     )
-    return ["sh", "-c", script, "sh", layout.state_dir, env_file, spec.name, *run]
+    return [
+        "sh",
+        "-c",
+        script,
+        "sh",
+        layout.state_dir,
+        spec.name,
+        backup_name(spec.name),
+        env_file,
+        "1" if restart_old else "0",
+        *create,
+    ]
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
-    """What is needed to recreate a targeted worker: everything but its image and its secrets."""
+def connect_network(name: str, options: list[str]) -> Argv:
+    """`docker network connect [--alias A] [--ip IP] NETWORK NAME` (options end with the network)."""
+    return ["docker", "network", "connect", *options[:-1], "--", options[-1], name]
 
-    name: str
-    labels: dict[str, str]
-    env: list[str]
-    network: str | None
-    ports: list[str]
-    restart: str | None
-    memory: int | None
-    entrypoint: list[str] | None
-    cmd: list[str] | None
+
+def start_container(name: str) -> Argv:
+    return ["docker", "start", "--", name]
+
+
+def restore_container(name: str, start: bool) -> Argv:
+    """Put the backup back under its name (removing the replacement); start it if it ran. No backup: no-op."""
+    script = (
+        'name=$1 backup=$2 start=$3; docker container inspect "$backup" >/dev/null 2>&1 || exit 0; '
+        'docker rm -f "$name" >/dev/null 2>&1; docker rename "$backup" "$name" || exit 1; '
+        'if [ "$start" = 1 ]; then docker start "$name" >/dev/null || exit 1; fi; exit 0'
+    )
+    return ["sh", "-c", script, "sh", name, backup_name(name), "1" if start else "0"]
+
+
+def drop_backup(name: str) -> Argv:
+    """Remove the backup once its replacement is checked. No -v: its volumes now serve the new container."""
+    script = 'docker container inspect "$1" >/dev/null 2>&1 || exit 0; docker rm -f "$1" >/dev/null'
+    return ["sh", "-c", script, "sh", backup_name(name)]
+
+
+def inspect_containers(names: list[str]) -> Argv:
+    return ["docker", "container", "inspect", "--", *names]
 
 
 # --- logs (day-2 tools) ----------------------------------------------------------------------

@@ -213,7 +213,7 @@ def deploy_report(report: Any, as_json: bool, command: str) -> int:
     if report.verify is not None:
         for row in report.verify:
             mark = "[green]ok[/green]" if row.ok else "[red]MISMATCH[/red]"
-            console.print(f"verify {escape(row.host)}: {mark} {row.running or row.error}")
+            console.print(f"verify {escape(row.host)}: {mark} {escape(str(row.running or row.error))}")
     if report.timings:
         console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
     if fleet is not None:
@@ -286,7 +286,8 @@ def status_table(rows: list[Any], as_json: bool) -> int:
             to = (ld.get("to") or {}).get("label") or ""
             last = f"{ld.get('action')} {to} {ld.get('result')} {_ago(ld.get('time'))} by {ld.get('operator')}"
         if r.pending:
-            last = f"[red]UNFINISHED {r.pending.get('action')} since {r.pending.get('time')}[/red]; {escape(last)}"
+            unfinished = f"UNFINISHED {r.pending.get('action')} since {r.pending.get('time')}"
+            last = f"[red]{escape(unfinished)}[/red]; {escape(last)}"
         else:
             last = escape(last)
         if r.lock:
@@ -371,7 +372,7 @@ def history_table(rows: list[Any], as_json: bool) -> int:
                 escape(str(to.get("label") or "-")),
                 escape(str(rec.get("result"))),
                 escape(str(rec.get("operator"))),
-                f"{rec.get('duration_s', 0):.1f}s",
+                f"{rec.get('duration_s') or 0:.1f}s" if isinstance(rec.get("duration_s"), int | float) else "-",
                 escape(str(rec.get("message") or "")),
             )
     out().print(t)
@@ -398,7 +399,7 @@ def lock_table(rows: list[Any], as_json: bool, command: str) -> int:
                 escape(r.host),
                 state,
                 escape(str(h.get("operator"))),
-                f"{h.get('since')} ({age(h.get('since'))})",
+                escape(f"{h.get('since')} ({age(h.get('since'))})"),
                 escape(f"{h.get('action')} {h.get('tag')}"),
                 escape(str(h.get("message") or "")),
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ghdeploy import agent_status, hostops, locks
+from ghdeploy import agent_status, hostdata, hostops, locks
 from ghdeploy import remote_commands as rc
 from ghdeploy.errors import GhdeployError
 from ghdeploy.waiting import get_json, worker_health
@@ -76,7 +76,7 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
             }
             if worker.running and worker.status_port:
                 with conn.http_client(timeout=3.0) as http:
-                    item["worker"] = worker_health(http, worker.status_port)
+                    item["worker"] = hostdata.worker(worker_health(http, worker.status_port))
             status.targeted.append(item)
 
     def endpoints() -> None:
@@ -84,8 +84,8 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
             code, _ = get_json(http, f"http://localhost:{api_port}/health")
             status.health = code
             code, body = get_json(http, f"http://localhost:{api_port}/health/version")
-            status.version = body if code == 200 and isinstance(body, dict) else None
-            status.worker = worker_health(http, worker_port)
+            status.version = hostdata.version(body) if code == 200 else None
+            status.worker = hostdata.worker(worker_health(http, worker_port))
 
     def records() -> None:
         history = hostops.read_history(conn, layout, 1)
@@ -142,9 +142,9 @@ def verify_host(conn: Connection, api_port: int, expected: str) -> VerifyRow:
     elif code != 200 or not isinstance(body, dict):
         row.error = f"/health/version answered HTTP {code}"
     else:
-        row.running = body.get("commit_sha")
-        row.image_tag = body.get("image_tag")
-        row.build_time = body.get("build_time")
+        row.running = hostdata.text(body.get("commit_sha"))
+        row.image_tag = hostdata.text(body.get("image_tag"))
+        row.build_time = hostdata.text(body.get("build_time"))
         if not row.running:
             row.error = "/health/version has no commit_sha"
     return row

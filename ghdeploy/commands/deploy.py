@@ -126,6 +126,7 @@ def deploy(
         op.operator = operator
     lock = None if dry_run else locks.lock_info(op.operator, "deploy", report.tag, message)
     fleet = open_fleet(config, hosts, opts, reporter, lock)
+    op.host_services = {label: facts.image_services for label, facts in fleet.facts.items()}
     if lock is not None and isinstance(cancel, CancelToken):
         cancel.arm()  # from here an interrupt stops at a safe point instead of at once
     timings["preflight"] = time.monotonic() - t

@@ -60,6 +60,7 @@ def rollback(
     op.auth = auth
     lock = None if dry_run else locks.lock_info(op.operator, "rollback", to_tag or "previous", message)
     fleet = open_fleet(config, hosts, opts, reporter, lock)
+    op.host_services = {label: facts.image_services for label, facts in fleet.facts.items()}
     if lock is not None and isinstance(cancel, CancelToken):
         cancel.arm()  # from here an interrupt stops at a safe point instead of at once
     report = DeployReport(tag=to_tag or "previous")
@@ -73,7 +74,10 @@ def rollback(
             conn = fleet.remotes[label]
             running = hostops.read_snapshot(conn, fleet.layout).app_image
             running_id = running.image_id if running else None
-            previous = previous_from_history(hostops.read_history(conn, fleet.layout, 1000), running_id)
+            warnings: list[str] = []
+            previous = previous_from_history(hostops.read_history(conn, fleet.layout, 1000, warnings), running_id)
+            for warning in warnings:
+                reporter.warn(warning)
             if previous is None or not previous.image_id:
                 what = (running.tag or running_id[:19]) if running and running_id else "nothing"
                 problems[label] = (

@@ -10,7 +10,7 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ghdeploy import locks
+from ghdeploy import hostops, locks
 from ghdeploy import remote_commands as rc
 from ghdeploy.config import Config
 from ghdeploy.engine.host import Operation, run_host
@@ -32,7 +32,12 @@ class HostOptions:
 
 
 def layout_of(config: Config) -> rc.RemoteLayout:
-    return rc.RemoteLayout(app_dir=config.text("GHOSTHANDS_DIR").rstrip("/") or "/", compose_file=config.compose_file)
+    image_repo = config.image_name if config.get("ECR_REGISTRY") and config.get("ECR_REPOSITORY") else None
+    return rc.RemoteLayout(
+        app_dir=config.text("GHOSTHANDS_DIR").rstrip("/") or "/",
+        compose_file=config.compose_file,
+        image_repo=image_repo,
+    )
 
 
 def ssh_settings(config: Config, accept_new: bool) -> SSHSettings:
@@ -92,8 +97,17 @@ def close_all(conns: dict[str, Connection]) -> None:
             conn.close()
 
 
-def preflight_hosts(conns: Mapping[str, Remote], layout: rc.RemoteLayout, reporter: Reporter) -> dict[str, str]:
-    """Docker, compose, the app directory and compose file on every host; problems by host label."""
+def preflight_hosts(
+    conns: Mapping[str, Remote],
+    layout: rc.RemoteLayout,
+    reporter: Reporter,
+    facts: dict[str, hostops.HostFacts] | None = None,
+) -> dict[str, str]:
+    """Docker, compose, the app directory and compose file on every host; problems by host label.
+
+    With `facts` (a deploy or rollback), also what the compose file and the running containers
+    allow (hostops.preflight_facts), filled in by host label.
+    """
     problems: dict[str, str] = {}
 
     def one(item: tuple[str, Remote]) -> None:
@@ -111,8 +125,20 @@ def preflight_hosts(conns: Mapping[str, Remote], layout: rc.RemoteLayout, report
             elif res.rc == 14:
                 what += f" ({layout.compose_file})"
             problems[label] = what
-        else:
-            reporter.step(label, "ready")
+            return
+        if facts is not None:
+            try:
+                found = hostops.preflight_facts(conn, layout)
+            except GhdeployError as exc:
+                problems[label] = str(exc)
+                return
+            facts[label] = found
+            if found.problems:
+                problems[label] = "; ".join(found.problems)
+                return
+            for note in found.notes:
+                reporter.warn(f"{label}: {note}")
+        reporter.step(label, "ready")
 
     parallel(list(conns.items()), one, limit=32)
     return problems
@@ -185,6 +211,8 @@ class Fleet:
             if label not in self.remotes:
                 self.remotes[label] = RecordingRemote(conn, on_record=_tracer(self.reporter, label))
 
+    facts: dict[str, hostops.HostFacts] = field(default_factory=dict)  # from preflight, by host label
+
     @property
     def order(self) -> list[str]:
         return [h.label for h in self.hosts]
@@ -221,7 +249,7 @@ def open_fleet(
             hints = {e.hint for e in errors.values() if e.hint}
             raise_for_host_problems({k: str(v) for k, v in errors.items()}, "; ".join(sorted(hints)) or None)
         raise_for_host_problems(
-            preflight_hosts(fleet.remotes, layout, reporter), "fix the host(s) named above, then run again"
+            preflight_hosts(fleet.remotes, layout, reporter, fleet.facts), "fix the host(s) named above, then run again"
         )
         if lock is not None:
             held: dict[str, str] = {}

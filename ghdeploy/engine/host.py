@@ -51,6 +51,12 @@ class Operation:
     message: str | None = None
     # Names of throw-away files on the host (the docker login config); the dry run shows XXXX.
     token: Callable[[int], str] = secrets.token_hex
+    # Per host, the compose services whose image is ECR_IMAGE (found in preflight): the only ones
+    # pulled and restarted. A host not preflighted gets api and worker.
+    host_services: dict[str, list[str]] = field(default_factory=dict)
+
+    def image_services(self, host: str) -> list[str]:
+        return self.host_services.get(host) or ["api", "worker"]
 
 
 def now_iso() -> str:
@@ -82,24 +88,24 @@ def ensure_image(op: Operation, conn: Remote, target: Target) -> str:
     else:
         if op.auth is None:
             raise OperationFailed(f"{label}: {target.ref} is not on the host and there is no registry login to pull it")
-        config_dir = f"{op.layout.state_dir}/docker-config-{op.token(6)}"
+        config_dir = rc.docker_config_dir(op.layout.state_dir, op.token(6))
         op.reporter.step(label, f"pulling {target.label}")
         try:
-            login = conn.run(
-                rc.registry_login(op.auth.registry, op.auth.username, config_dir),
-                stdin=op.auth.password.encode(),
-                timeout=120,
-            )
-            if login.rc != 0:
-                raise OperationFailed(
-                    f"{label}: docker login to {op.auth.registry} failed: {login.stderr.strip()[-300:]}",
-                    "check that the host can reach the registry",
-                )
+            from ghdeploy.docker import registry_config
+
+            creds = registry_config(op.auth.registry, op.auth.username, op.auth.password)
             hostops.require_ok(
-                conn.run(rc.compose_pull(op.layout, target.ref, config_dir), timeout=1800), "docker compose pull", label
+                conn.run(rc.write_registry_auth(op.layout.state_dir, config_dir), stdin=creds.encode(), timeout=60),
+                "writing the registry credentials",
+                label,
+            )
+            hostops.require_ok(
+                conn.run(rc.compose_pull(op.layout, target.ref, config_dir, op.image_services(label)), timeout=1800),
+                "docker compose pull",
+                label,
             )
         finally:
-            conn.run(rc.remove_dir(config_dir))
+            conn.run(rc.remove_dir(config_dir), timeout=60)
         info = hostops.local_image(conn, target.ref)
         if info is None:
             raise OperationFailed(f"{label}: {target.ref} is not on the host after the pull")
@@ -149,22 +155,41 @@ def drain_all(op: Operation, conn: Remote, snapshot: Snapshot, cancel: threading
 
 
 def switch_to(op: Operation, conn: Remote, snapshot: Snapshot, ref: str, targeted_refs: dict[str, str]) -> None:
-    """Stop the worker(s) and start the app on `ref`; targeted workers on targeted_refs[name]."""
+    """Stop the worker(s) and start the app on `ref`; targeted workers on targeted_refs[name].
+
+    Each targeted worker is replaced without being destroyed first (hostops.replace_targeted);
+    one that was stopped before the deploy is created but stays stopped.
+    """
     label = conn.host.label
     op.reporter.step(label, f"stopping worker (up to {op.stop_timeout}s)")
     hostops.require_ok(
-        conn.run(rc.compose_rm(op.layout, ref, "worker"), timeout=op.stop_timeout + 120), "stopping the worker", label
+        conn.run(rc.compose_stop_rm(op.layout, ref, "worker", op.stop_timeout), timeout=op.stop_timeout + 120),
+        "stopping the worker",
+        label,
     )
     for worker in snapshot.targeted:
         if worker.running:
             conn.run(rc.stop_container(worker.spec.name, op.stop_timeout), timeout=op.stop_timeout + 120)
     op.reporter.step(label, "docker compose up -d")
-    hostops.require_ok(conn.run(rc.compose_up(op.layout, ref), timeout=900), "docker compose up", label)
+    services = None if snapshot.empty else op.image_services(label)
+    hostops.require_ok(conn.run(rc.compose_up(op.layout, ref, services), timeout=900), "docker compose up", label)
     for worker in snapshot.targeted:
         image = targeted_refs.get(worker.spec.name)
         if image:
-            op.reporter.step(label, f"recreating {worker.spec.name}")
-            hostops.recreate_targeted(conn, op.layout, worker, image)
+            op.reporter.step(label, f"replacing {worker.spec.name}")
+            hostops.replace_targeted(conn, op.layout, worker, image)
+
+
+def drop_backups(op: Operation, conn: Remote, snapshot: Snapshot) -> list[str]:
+    """The switch is checked: remove the targeted workers' backups. Returns notes on failures."""
+    notes = []
+    for worker in snapshot.targeted:
+        try:
+            hostops.drop_backup(conn, worker.spec.name)
+        except GhdeployError as exc:
+            notes.append(f"could not remove the backup of {worker.spec.name}: {exc}")
+            op.reporter.warn(f"{conn.host.label}: could not remove the backup of {worker.spec.name}: {exc}")
+    return notes
 
 
 def wait_healthy(op: Operation, conn: Remote, cancel: threading.Event | None) -> float:
@@ -190,12 +215,16 @@ def wait_healthy(op: Operation, conn: Remote, cancel: threading.Event | None) ->
 WORKER_SETTLE = 3.0
 
 
-def check_running(conn: Remote, op: Operation, image_id: str) -> None:
+def check_running(
+    conn: Remote, op: Operation, image_id: str, targeted: list[hostops.TargetedWorker] | None = None
+) -> None:
     """The api must really run `image_id` now (compose could have kept an old container), and the
     worker must be up on it too: a worker that crashes at start is as bad as a failing /health.
 
     The worker counts as up once its /worker/health answers; one without a status endpoint (an
-    older image) must stay running, never restarted, for WORKER_SETTLE seconds.
+    older image) must stay running, never restarted, for WORKER_SETTLE seconds. Targeted workers
+    (`targeted`, as recorded before the switch) are checked the same way; one that was stopped
+    must exist and still be stopped.
     """
     label = conn.host.label
     after = hostops.read_snapshot(conn, op.layout)
@@ -203,19 +232,44 @@ def check_running(conn: Remote, op: Operation, image_id: str) -> None:
     if api is None or api.image.image_id != image_id:
         running = api.image.image_id[:19] if api and api.image.image_id else "nothing"
         raise OperationFailed(f"{label}: api runs {running}, expected {image_id[:19]}")
-    worker = after.services.get("worker")
-    if worker is None:
-        return
     deadline = op.clock.now() + WORKER_SETTLE
+    pending: dict[str, int | None] = {}
+    if after.services.get("worker") is not None:
+        pending["worker"] = op.worker_port
+    for recorded in targeted or []:
+        pending[recorded.spec.name] = recorded.status_port
+    should_run = {w.spec.name: w.running for w in targeted or []}
     with conn.http_client(timeout=2.0) as http:
         while True:
-            if worker is None or worker.state != "running" or worker.restarts or worker.image.image_id != image_id:
-                state = "gone" if worker is None else f"{worker.state}, restarted {worker.restarts} time(s)"
-                raise OperationFailed(f"{label}: the worker is not staying up after the restart ({state})")
-            if worker_health(http, op.worker_port) is not None or op.clock.now() >= deadline:
+            now = {w.spec.name: w for w in after.targeted}
+            for name in list(pending):
+                if name == "worker":
+                    worker = after.services.get("worker")
+                    ok = worker is not None and worker.state == "running" and not worker.restarts
+                    ok = ok and worker is not None and worker.image.image_id == image_id
+                    state = "gone" if worker is None else f"{worker.state}, restarted {worker.restarts} time(s)"
+                    what = "the worker"
+                else:
+                    current = now.get(name)
+                    what = name
+                    if current is None:
+                        raise OperationFailed(f"{label}: {name} is gone after the switch")
+                    if not should_run[name]:
+                        if current.running:
+                            raise OperationFailed(f"{label}: {name} was stopped before the deploy but runs now")
+                        pending.pop(name)
+                        continue
+                    ok = current.running and not current.restarts
+                    state = f"running={current.running}, restarted {current.restarts} time(s)"
+                if not ok:
+                    raise OperationFailed(f"{label}: {what} is not staying up after the restart ({state})")
+                port = pending[name]
+                if (port is not None and worker_health(http, port) is not None) or op.clock.now() >= deadline:
+                    pending.pop(name)
+            if not pending:
                 return
             op.clock.sleep(0.2)
-            worker = hostops.read_snapshot(conn, op.layout).services.get("worker")
+            after = hostops.read_snapshot(conn, op.layout)
 
 
 # --- rollback -------------------------------------------------------------------------------
@@ -236,7 +290,12 @@ def restore_ref(conn: Remote, record: ImageRecord) -> str:
 
 
 def restore(op: Operation, conn: Remote, snapshot: Snapshot) -> str:
-    """Put back exactly what `snapshot` recorded; health-check it. Returns the image ID. Not cancellable."""
+    """Put back exactly what `snapshot` recorded; health-check it. Returns the image ID. Not cancellable.
+
+    A targeted worker whose backup is still there gets that very container back (renamed, and
+    started if it ran); one not replaced yet keeps its container; only one replaced and already
+    checked is recreated from its recorded configuration on its recorded image.
+    """
     label = conn.host.label
     previous = snapshot.app_image
     if previous is None or not previous.image_id:
@@ -245,25 +304,31 @@ def restore(op: Operation, conn: Remote, snapshot: Snapshot) -> str:
     op.reporter.step(label, f"rolling back to {previous.tag or previous.image_id[:19]}")
     current = hostops.read_snapshot(conn, op.layout)
     drain_all(op, conn, current, None)
-    targeted_refs = {}
+    backups = set(current.backups)
+    now = {t.spec.name: t for t in current.targeted}
+    # Stop what runs now (compose worker, targeted workers), bring the app back on `ref`.
+    switch_to(op, conn, Snapshot(services=current.services, targeted=current.targeted), ref, {})
+    recreated: list[hostops.TargetedWorker] = []
     for worker in snapshot.targeted:
-        targeted_refs[worker.spec.name] = restore_ref(conn, worker.image) if worker.image.image_id else ref
-    switch_to(op, conn, current_with(snapshot, current), ref, targeted_refs)
+        name = worker.spec.name
+        present = now.get(name)
+        if name in backups:
+            op.reporter.step(label, f"putting back {name}")
+            hostops.restore_targeted(conn, worker)
+        elif present is not None and present.image.image_id == worker.image.image_id:
+            if worker.running:
+                hostops.require_ok(conn.run(rc.start_container(name), timeout=120), f"starting {name}", label)
+        elif present is not None:
+            op.reporter.step(label, f"recreating {name} on its previous image")
+            image = restore_ref(conn, worker.image) if worker.image.image_id else ref
+            hostops.replace_targeted(conn, op.layout, worker, image)
+            recreated.append(worker)
+        else:
+            raise OperationFailed(f"{label}: {name} is gone, and there is no backup of it to put back")
     wait_healthy(op, conn, None)
-    check_running(conn, op, previous.image_id)
+    check_running(conn, op, previous.image_id, snapshot.targeted)
+    drop_backups(op, conn, Snapshot(targeted=recreated))
     return previous.image_id
-
-
-def current_with(recorded: Snapshot, current: Snapshot) -> Snapshot:
-    """The current services, with the targeted workers as recorded (they are what we put back)."""
-    running = {t.spec.name: t.running for t in current.targeted}
-    targeted = [
-        hostops.TargetedWorker(
-            spec=t.spec, image=t.image, status_port=t.status_port, running=running.get(t.spec.name, False)
-        )
-        for t in recorded.targeted
-    ]
-    return Snapshot(services=current.services, targeted=targeted)
 
 
 # --- one host -------------------------------------------------------------------------------
@@ -333,7 +398,8 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
             switch_to(op, conn, snapshot, target.ref, {t.spec.name: target.ref for t in snapshot.targeted})
         with phase(result, "health", op.clock):
             waited = wait_healthy(op, conn, op.cancel)
-            check_running(conn, op, new_id)
+            check_running(conn, op, new_id, snapshot.targeted)
+        result.notes += drop_backups(op, conn, snapshot)
         result.image_id = new_id
         result.result = "succeeded"
         op.reporter.info(f"{label}: {target.label} is healthy ({waited:.2f}s after start)")

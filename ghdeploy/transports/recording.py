@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ghdeploy import remote_commands as rc
+from ghdeploy.container_spec import ContainerSpec
 from ghdeploy.errors import RemoteCommandError
 from ghdeploy.transports.base import CommandResult, Remote
 
@@ -54,7 +55,9 @@ class Recorded:
 
 def read_only(argv: list[str]) -> bool:
     """Whether a command only reads (the ones the engine uses to look at a host)."""
-    if argv[:3] == ["docker", "image", "inspect"]:
+    if argv[:3] in (["docker", "image", "inspect"], ["docker", "container", "inspect"]):
+        return True
+    if argv[:2] == ["docker", "ps"] or argv[-3:] == ["config", "--format", "json"]:
         return True
     if len(argv) < 3 or argv[:2] != ["sh", "-c"]:
         return False
@@ -73,6 +76,9 @@ _READ_SCRIPTS = {
     _script_of(rc.read_lock(_LAYOUT)),
     _script_of(rc.preflight(_LAYOUT)),
 }
+_CREATE = _script_of(rc.create_container(_LAYOUT, ContainerSpec(name="n", options=[], env=[]), "i", True))
+_RESTORE = _script_of(rc.restore_container("n", True))
+_DROP = _script_of(rc.drop_backup("n"))
 
 
 def collapse_polls(entries: list[Recorded], longest: int = 4) -> list[Recorded]:
@@ -253,6 +259,18 @@ class SimulatedHost:
         if argv[:3] == ["docker", "image", "inspect"]:
             found = [info for info in (self.image(ref) for ref in argv[3:]) if info is not None]
             return CommandResult(0 if len(found) == len(argv) - 3 else 1, json.dumps(found), "")
+        if argv[-3:] == ["config", "--format", "json"] or argv[:2] == ["docker", "ps"]:
+            return self.real.run(argv, timeout=60)  # the compose file's services; every container
+        if argv[:3] == ["docker", "container", "inspect"]:
+            found = [c for c in (self._targeted(name) for name in argv[4:]) if c is not None]
+            return CommandResult(0 if len(found) == len(argv) - 4 else 1, json.dumps(found), "")
+        if argv[:2] == ["docker", "start"]:
+            container = self._targeted(argv[-1])
+            if container is not None:
+                container["State"] = {"Status": "running", "Running": True}
+            return ok
+        if argv[:2] == ["sh", "-c"] and argv[2] in (_CREATE, _RESTORE, _DROP):
+            return self._replace(argv)
         if "compose" in argv and argv[argv.index("compose") - 1] == "docker":
             self._compose(argv)
             return ok
@@ -288,13 +306,55 @@ class SimulatedHost:
             self._files[args[1]] = (self._files.get(args[1]) or "") + text
         elif script in _READ_SCRIPTS:
             return self.real.run(argv, timeout=60)
-        elif script == _script_of(rc.run_container(_LAYOUT, _SPEC, "i")):
-            run = args[3:]
-            image = run[run.index("--env-file") + 2]
-            container = self._targeted(args[2])
-            if container is not None:
-                self._start(container, image)
         return CommandResult(0, "", "")
+
+    def _replace(self, argv: list[str]) -> CommandResult:
+        """A targeted worker renamed to its backup and created anew; put back; its backup dropped."""
+        script, args = argv[2], argv[4:]
+        if script == _CREATE:
+            name, backup, create = args[1], args[2], args[5:]
+            old = self._targeted(name)
+            if old is None:
+                return CommandResult(1, "", f"No such container: {name}")
+            old["Name"] = f"/{backup}"
+            image = create[create.index("--") + 1]
+            new = self._created(old, name, image, create)
+            self.containers().append(new)
+        elif script == _RESTORE:
+            name, backup = args[0], args[1]
+            backup_container = self._targeted(backup)
+            if backup_container is not None:
+                self.containers()[:] = [c for c in self.containers() if (c.get("Name") or "").lstrip("/") != name]
+                backup_container["Name"] = f"/{name}"
+        elif script == _DROP:
+            self.containers()[:] = [c for c in self.containers() if (c.get("Name") or "").lstrip("/") != args[0]]
+        return CommandResult(0, "", "")
+
+    def _created(self, old: dict[str, Any], name: str, image: str, create: list[str]) -> dict[str, Any]:
+        """What `docker create` makes of the old container's settings on the new image (env and
+        labels: the image's own plus those carried over; the command as given)."""
+        info = self.image(image) or {}
+        image_config = info.get("Config") or {}
+        carried_env = [e for e in (old.get("Config") or {}).get("Env") or [] if "=" in e]
+        old_image = self.image(str(old.get("Image") or "")) or {}
+        old_image_env = set((old_image.get("Config") or {}).get("Env") or [])
+        new = json.loads(json.dumps(old))
+        config = new.setdefault("Config", {})
+        config["Env"] = [*(image_config.get("Env") or []), *(e for e in carried_env if e not in old_image_env)]
+        config["Labels"] = {**(image_config.get("Labels") or {}), **(config.get("Labels") or {})}
+        after = create[create.index("--") + 2 :]
+        entrypoint = next((o.split("=", 1)[1] for o in create if o.startswith("--entrypoint=")), None)
+        if entrypoint is not None:
+            config["Entrypoint"] = [entrypoint] if entrypoint else None
+            config["Cmd"] = after
+        else:
+            config["Entrypoint"] = image_config.get("Entrypoint")
+            config["Cmd"] = after or image_config.get("Cmd")
+        new["Id"] = f"simulated-{name}"
+        new["Name"] = f"/{name}"
+        self._start(new, image)
+        new["State"] = {"Status": "created", "Running": False}
+        return new
 
     def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
         result = self.run(argv, stdin=stdin, timeout=timeout)
@@ -338,8 +398,3 @@ class SimulatedHost:
         if self._http is not None:
             self._http.close()
             self._http = None
-
-
-_SPEC = rc.ContainerSpec(
-    name="n", labels={}, env=[], network=None, ports=[], restart=None, memory=None, entrypoint=None, cmd=None
-)

@@ -107,22 +107,30 @@ def targeted_inspect(**overrides: Any) -> dict[str, Any]:
 
 def test_container_spec_from_realistic_inspect() -> None:
     spec = container_spec(targeted_inspect(), image_inspect())
-    assert spec == rc.ContainerSpec(
-        name="gh-worker-7",
-        labels={
-            "gh.role": "targeted-worker",
-            "gh.status_port": "3201",
-            "gh.worker_id": "7",
-            "org.opencontainers.image.source": "https://example.com/fork",
-        },
-        env=["WORKER_ID=7", "GH_WORKER_MODE=targeted", "NODE_ENV=staging", "DATABASE_URL=postgres://gh:secret@db/gh"],
-        network="ghosthands_default",
-        ports=["127.0.0.1:3201:3101/tcp", "9339:9229/tcp"],
-        restart="unless-stopped",
-        memory=536870912,
-        entrypoint=None,
-        cmd=["node", "dist/worker.js"],
-    )
+    assert spec.name == "gh-worker-7"
+    assert spec.labels == {
+        "gh.role": "targeted-worker",
+        "gh.status_port": "3201",
+        "gh.worker_id": "7",
+        "org.opencontainers.image.source": "https://example.com/fork",
+    }
+    assert spec.env == [
+        "WORKER_ID=7",
+        "GH_WORKER_MODE=targeted",
+        "NODE_ENV=staging",
+        "DATABASE_URL=postgres://gh:secret@db/gh",
+    ]
+    for option in (
+        "--network=ghosthands_default",
+        "--publish=127.0.0.1:3201:3101/tcp",
+        "--publish=9339:9229/tcp",
+        "--restart=unless-stopped",
+        "--memory=536870912",
+        "--label=gh.worker_id=7",
+    ):
+        assert option in spec.options
+    assert not any("secret" in o for o in spec.options)
+    assert (spec.entrypoint, spec.cmd, spec.problems) == (None, ["node", "dist/worker.js"], [])
 
 
 def test_container_spec_drops_env_inherited_from_the_image() -> None:
@@ -142,44 +150,33 @@ def test_container_spec_keeps_cmd_only_when_it_differs_from_the_image() -> None:
 def test_container_spec_entrypoint_only_when_overridden() -> None:
     spec = container_spec(targeted_inspect(Config__Entrypoint=["/sbin/tini", "--"]), image_inspect())
     assert spec.entrypoint == ["/sbin/tini", "--"]
+    assert "--entrypoint=/sbin/tini" in spec.options
 
 
 def test_overridden_entrypoint_keeps_the_command_when_recreated() -> None:
-    """`docker run --entrypoint X` clears the image's CMD, so a container started with an
+    """`docker create --entrypoint X` clears the image's CMD, so a container started with an
     entrypoint override and the image's own command must be recreated with that command spelled
     out, or it would start `tini --` with no program at all."""
     container = targeted_inspect(Config__Entrypoint=["/sbin/tini", "--"], Config__Cmd=["node", "dist/api.js"])
     spec = container_spec(container, image_inspect())
-    argv = rc.run_container(LAYOUT, spec, f"{REPO}@sha256:{'e' * 64}")
+    argv = rc.create_container(LAYOUT, spec, f"{REPO}@sha256:{'e' * 64}", True)
     assert argv[-4:] == [f"{REPO}@sha256:{'e' * 64}", "--", "node", "dist/api.js"]
 
 
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [
-        ({"Name": "unless-stopped", "MaximumRetryCount": 0}, "unless-stopped"),
-        ({"Name": "always", "MaximumRetryCount": 0}, "always"),
+        ({"Name": "unless-stopped", "MaximumRetryCount": 0}, "--restart=unless-stopped"),
+        ({"Name": "always", "MaximumRetryCount": 0}, "--restart=always"),
         ({"Name": "no", "MaximumRetryCount": 0}, None),
         ({"Name": "", "MaximumRetryCount": 0}, None),
-        ({"Name": "on-failure", "MaximumRetryCount": 0}, "on-failure"),
+        ({"Name": "on-failure", "MaximumRetryCount": 0}, "--restart=on-failure"),
+        ({"Name": "on-failure", "MaximumRetryCount": 3}, "--restart=on-failure:3"),
     ],
 )
 def test_container_spec_restart_policy(policy: dict[str, Any], expected: str | None) -> None:
-    assert container_spec(targeted_inspect(HostConfig__RestartPolicy=policy), image_inspect()).restart == expected
-
-
-def test_container_spec_restart_policy_keeps_the_retry_limit() -> None:
-    policy = {"Name": "on-failure", "MaximumRetryCount": 3}
-    spec = container_spec(targeted_inspect(HostConfig__RestartPolicy=policy), image_inspect())
-    assert spec.restart == "on-failure:3"
-
-
-def test_container_spec_defaults_become_none() -> None:
-    container = targeted_inspect(
-        HostConfig={"NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no"}, "Memory": 0}
-    )
-    spec = container_spec(container, image_inspect())
-    assert (spec.network, spec.ports, spec.restart, spec.memory) == (None, [], None, None)
+    options = container_spec(targeted_inspect(HostConfig__RestartPolicy=policy), image_inspect()).options
+    assert [o for o in options if o.startswith("--restart")] == ([expected] if expected else [])
 
 
 def test_container_spec_null_sections() -> None:
@@ -187,7 +184,7 @@ def test_container_spec_null_sections() -> None:
     container = {"Id": TARGETED_ID, "Name": "/w", "Config": {"Env": None, "Labels": None, "Cmd": None}}
     spec = container_spec(container, {})
     assert spec.name == "w"
-    assert (spec.env, spec.labels, spec.ports, spec.cmd, spec.entrypoint) == ([], {}, [], None, None)
+    assert (spec.env, spec.labels, spec.options, spec.cmd, spec.entrypoint) == ([], {}, [], None, None)
 
 
 def test_container_spec_keeps_everything_when_the_image_is_unknown() -> None:
@@ -199,7 +196,109 @@ def test_container_spec_keeps_everything_when_the_image_is_unknown() -> None:
 
 def test_container_spec_port_binding_without_host_port() -> None:
     container = targeted_inspect(HostConfig__PortBindings={"3101/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]})
-    assert container_spec(container, image_inspect()).ports == ["127.0.0.1::3101/tcp"]
+    assert "--publish=127.0.0.1::3101/tcp" in container_spec(container, image_inspect()).options
+
+
+def test_container_spec_carries_the_whole_configuration() -> None:
+    """Binds, mounts, anonymous volumes, user, workdir, caps, logging, networks, swap, ulimits, healthcheck."""
+    container = targeted_inspect(
+        HostConfig__Binds=["/srv/data:/data:ro"],
+        HostConfig__Mounts=[{"Type": "volume", "Source": "cache,x", "Target": "/cache", "ReadOnly": True}],
+        HostConfig__CapAdd=["NET_ADMIN"],
+        HostConfig__CapDrop=["ALL"],
+        HostConfig__LogConfig={"Type": "json-file", "Config": {"max-size": "10m"}},
+        HostConfig__MemorySwap=1073741824,
+        HostConfig__Ulimits=[{"Name": "nofile", "Soft": 1024, "Hard": 4096}],
+        Config__User="1000:1000",
+        Config__WorkingDir="/work",
+        Config__Healthcheck={"Test": ["CMD-SHELL", "wget -q localhost:3201/worker/health"], "Interval": 5_000_000_000},
+        Mounts=[
+            {"Type": "bind", "Source": "/srv/data", "Destination": "/data", "RW": False},
+            {"Type": "volume", "Name": "cache,x", "Destination": "/cache", "RW": False},
+            {"Type": "volume", "Name": "f00", "Destination": "/var/lib/scratch", "RW": True},
+        ],
+        NetworkSettings={
+            "Networks": {
+                "ghosthands_default": {"Aliases": [TARGETED_ID[:12], "w7"]},
+                "jobs": {"Aliases": ["worker-7"], "IPAMConfig": {"IPv4Address": "172.30.0.7"}},
+            }
+        },
+    )
+    spec = container_spec(container, image_inspect())
+    for option in (
+        "--volume=/srv/data:/data:ro",
+        '--mount=type=volume,"source=cache,x",target=/cache,readonly',
+        "--mount=type=volume,source=f00,target=/var/lib/scratch",  # anonymous volume: same data, by name
+        "--cap-add=NET_ADMIN",
+        "--cap-drop=ALL",
+        "--log-driver=json-file",
+        "--log-opt=max-size=10m",
+        "--memory-swap=1073741824",
+        "--ulimit=nofile=1024:4096",
+        "--user=1000:1000",
+        "--workdir=/work",
+        "--health-cmd=wget -q localhost:3201/worker/health",
+        "--health-interval=5000000000ns",
+        "--network-alias=w7",
+    ):
+        assert option in spec.options, option
+    assert f"--network-alias={TARGETED_ID[:12]}" not in spec.options
+    assert spec.networks == [["--alias=worker-7", "--ip=172.30.0.7", "jobs"]]
+    assert spec.problems == []
+
+
+def test_container_spec_names_what_cannot_be_carried_over() -> None:
+    container = targeted_inspect(
+        HostConfig__Links=["/db:/gh-worker-7/db"],
+        Config__Healthcheck={"Test": ["CMD", "/bin/check", "--fast"]},
+        Config__Env=["MY.KEY=line1\nline2", "PATH=/x\n/y"],
+    )
+    problems = container_spec(container, image_inspect()).problems
+    assert any("gh-worker-7: HostConfig.Links" in p for p in problems)
+    assert any("Healthcheck" in p for p in problems)
+    assert any("MY.KEY" in p for p in problems) and any("PATH" in p for p in problems)
+    assert not any("line1" in p for p in problems)  # names, never values
+
+
+def test_multiline_values_are_exported_not_written_to_the_env_file() -> None:
+    from ghdeploy.container_spec import env_script
+
+    container = targeted_inspect(Config__Env=["A=1", "PEM=-----BEGIN-----\nabc\n-----END-----", "B= spaced "])
+    spec = container_spec(container, image_inspect())
+    assert spec.env_file_entries == ["A=1", "B= spaced "]
+    assert spec.process_env_entries == ["PEM=-----BEGIN-----\nabc\n-----END-----"]
+    text = env_script(spec, "/s/env-w", "EOF_1")
+    assert "PEM='-----BEGIN-----\nabc\n-----END-----'; export PEM" in text
+
+
+def test_differences_accepts_a_faithful_copy_and_names_a_lost_bind() -> None:
+    from ghdeploy.container_spec import differences
+
+    old = targeted_inspect(
+        HostConfig__Binds=["/srv/data:/data"],
+        Config__Env=[*targeted_inspect()["Config"]["Env"], "EXTRA=1"],
+    )
+    spec = container_spec(old, image_inspect())
+    new_image = image_inspect(
+        "sha256:" + "2" * 64,
+        Env=[
+            NODE_PATH,
+            "NODE_VERSION=20.11.1",
+            "COMMIT_SHA=n3w",
+            "BUILD_TIME=x",
+            "IMAGE_TAG=v2",
+            "NODE_ENV=production",
+        ],
+    )
+    new = targeted_inspect(
+        Id="e" * 64,
+        Image=new_image["Id"],
+        HostConfig__Binds=["/srv/data:/data"],
+        Config__Env=[*new_image["Config"]["Env"], *spec.env],
+    )
+    assert differences(spec, new, new_image) == []
+    lost = targeted_inspect(Id="e" * 64, Image=new_image["Id"], Config__Env=[*new_image["Config"]["Env"], *spec.env])
+    assert any("/srv/data:/data" in d for d in differences(spec, lost, new_image))
 
 
 # --- _repo_digest_for -----------------------------------------------------------------------
@@ -424,18 +523,6 @@ def test_append_record_sends_one_json_line_on_stdin() -> None:
     assert stdin == b'{"a": "x y", "b": 2}\n'
 
 
-def test_recreate_targeted_sends_env_on_stdin() -> None:
-    spec = container_spec(targeted_inspect(), image_inspect())
-    worker = hostops.TargetedWorker(spec=spec, image=ImageRecord(OLD_ID), status_port=3201, running=True)
-    new = f"{REPO}@sha256:{'e' * 64}"
-    remote = FakeRemote({rc.render(rc.run_container(LAYOUT, spec, new)): ""})
-    hostops.recreate_targeted(remote, LAYOUT, worker, new)
-    ((_, command, stdin),) = remote.calls
-    assert stdin is not None
-    assert stdin.decode().splitlines() == spec.env
-    assert "secret" not in command
-
-
 def test_read_history_skips_garbage() -> None:
     lines = '{"action": "deploy", "n": 1}\nnot json\n[1]\n{"action": "rollback", "n": 2}\n'
     remote = FakeRemote({rc.render(rc.tail_file(LAYOUT.history_file, 5)): lines})
@@ -460,3 +547,19 @@ def test_require_ok() -> None:
     assert hostops.require_ok(CommandResult(0, "out", ""), "pull", "h") == "out"
     with pytest.raises(OperationFailed, match=r"h: pull failed \(exit 3\): denied"):
         hostops.require_ok(CommandResult(3, "", "denied\n"), "pull", "h")
+
+
+def test_only_this_apps_targeted_workers_are_ours() -> None:
+    from ghdeploy.hostops import belongs_to
+
+    ours = targeted_inspect()
+    theirs = targeted_inspect(Config__Image="other.example/otherapp:1")  # same image, another app's name
+    by_id = targeted_inspect(Config__Image=OLD_ID)
+    assert belongs_to(ours, image_inspect(), REPO)
+    assert not belongs_to(theirs, image_inspect(), REPO)
+    assert belongs_to(by_id, image_inspect(), REPO)  # started by ID: the image's names decide
+    assert not belongs_to(by_id, {"RepoTags": ["other.example/otherapp:1"]}, REPO)
+    layout = rc.RemoteLayout(LAYOUT.app_dir, LAYOUT.compose_file, image_repo=REPO)
+    other = targeted_inspect(Id="f" * 64, Name="/other-worker", Config__Image="other.example/otherapp:1")
+    snapshot = read_snapshot(FakeRemote(_host_answers([targeted_inspect(), other])), layout)
+    assert [w.spec.name for w in snapshot.targeted] == ["gh-worker-7"]

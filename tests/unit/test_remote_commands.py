@@ -7,6 +7,7 @@ stdin) first on PATH. That proves the quoting as well as the behaviour.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from ghdeploy import remote_commands as rc
+from ghdeploy.container_spec import ContainerSpec
 from ghdeploy.hosts import Host
 from ghdeploy.transports.base import CommandResult
 
@@ -63,36 +65,36 @@ def test_preflight_codes_are_documented() -> None:
     assert rc.LOCK_HELD_CODE == 75
 
 
-def test_compose_pull_string() -> None:
-    assert rc.render(rc.compose_pull(LAYOUT, IMAGE, DOCKER_CONFIG)) == (
+def test_compose_pull_string_names_only_the_app_services() -> None:
+    assert rc.render(rc.compose_pull(LAYOUT, IMAGE, DOCKER_CONFIG, ["api", "worker"])) == (
         f"env DOCKER_CONFIG={DOCKER_CONFIG} env ECR_IMAGE={IMAGE} "
-        "docker compose -f /opt/ghosthands/docker-compose.prod.yml pull --quiet"
+        "docker compose -f /opt/ghosthands/docker-compose.prod.yml pull --quiet -- api worker"
     )
 
 
 def test_compose_up_string() -> None:
+    assert rc.render(rc.compose_up(LAYOUT, IMAGE, ["api", "worker"])) == (
+        f"env ECR_IMAGE={IMAGE} docker compose -f /opt/ghosthands/docker-compose.prod.yml "
+        "up -d --no-deps --remove-orphans -- api worker"
+    )
+    # a first deploy on an empty host brings up the whole file
     assert rc.render(rc.compose_up(LAYOUT, IMAGE)) == (
         f"env ECR_IMAGE={IMAGE} docker compose -f /opt/ghosthands/docker-compose.prod.yml up -d --remove-orphans"
     )
 
 
-def test_compose_up_with_docker_config_string() -> None:
-    assert rc.render(rc.compose_up(LAYOUT, IMAGE, DOCKER_CONFIG)) == (
-        f"env DOCKER_CONFIG={DOCKER_CONFIG} env ECR_IMAGE={IMAGE} "
-        "docker compose -f /opt/ghosthands/docker-compose.prod.yml up -d --remove-orphans"
-    )
-
-
-def test_compose_rm_string() -> None:
-    assert rc.render(rc.compose_rm(LAYOUT, IMAGE, "worker")) == (
-        f"env ECR_IMAGE={IMAGE} docker compose -f /opt/ghosthands/docker-compose.prod.yml rm --force --stop worker"
-    )
-
-
-def test_compose_stop_string() -> None:
-    assert rc.render(rc.compose_stop(LAYOUT, IMAGE, "worker", 35)) == (
-        f"env ECR_IMAGE={IMAGE} docker compose -f /opt/ghosthands/docker-compose.prod.yml stop -t 35 worker"
-    )
+def test_compose_services_probe() -> None:
+    assert rc.compose_services(LAYOUT) == [
+        "env",
+        f"ECR_IMAGE={rc.IMAGE_PROBE}",
+        "docker",
+        "compose",
+        "-f",
+        "/opt/ghosthands/docker-compose.prod.yml",
+        "config",
+        "--format",
+        "json",
+    ]
 
 
 def test_inspect_app_containers_passes_the_app_dir_as_a_parameter() -> None:
@@ -107,17 +109,10 @@ def test_compose_with_a_tag_reference() -> None:
     assert argv[:2] == ["env", f"ECR_IMAGE={REGISTRY}/ghosthands:v1.2"]
 
 
-def test_registry_login_string() -> None:
-    assert rc.render(rc.registry_login(REGISTRY, "AWS", DOCKER_CONFIG)) == (
-        'sh -c \'umask 077 && mkdir -p "$1" && DOCKER_CONFIG="$1" docker login --username "$2" '
-        f'--password-stdin "$3"\' sh {DOCKER_CONFIG} AWS {REGISTRY}'
-    )
-
-
 def test_acquire_lock_string() -> None:
     assert rc.render(rc.acquire_lock(LAYOUT)) == (
-        'sh -c \'umask 077 && mkdir -p "$1" || exit 1; t="$1/lock-info.$$"; '
-        'cat > "$t" || { rm -f "$t"; exit 1; }; '
+        'sh -c \'umask 077 && mkdir -p "$1" || exit 1; t="$1/lock-info.$$"; now=$(date -u +%Y-%m-%dT%H:%M:%SZ); '
+        'sed "s/\\"since\\": \\"@host-now@\\"/\\"since\\": \\"$now\\"/" > "$t" || { rm -f "$t"; exit 1; }; '
         'if mkdir "$2" 2>/dev/null; then mv -f "$t" "$2/info.json" && exit 0; rm -rf "$2" "$t"; exit 1; fi; '
         'rm -f "$t"; i=0; '
         'while [ -d "$2" ] && [ ! -f "$2/info.json" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; '
@@ -139,7 +134,8 @@ def test_release_and_read_lock_strings() -> None:
 
 def test_append_file_string() -> None:
     assert rc.render(rc.append_file(LAYOUT.state_dir, LAYOUT.history_file)) == (
-        'sh -c \'umask 077 && mkdir -p "$1" && cat >> "$2"\' '
+        'sh -c \'umask 077 && mkdir -p "$1" || exit 1; '
+        'if [ -s "$2" ] && [ -n "$(tail -c 1 "$2")" ]; then echo >> "$2" || exit 1; fi; cat >> "$2"\' '
         "sh /opt/ghosthands/.ghdeploy /opt/ghosthands/.ghdeploy/history.jsonl"
     )
 
@@ -167,15 +163,41 @@ def test_docker_query_strings() -> None:
 # --- quoting: hostile values stay single words -------------------------------------------------
 
 
+def _spec(tmp_path: Path | None = None) -> ContainerSpec:
+    marker = f"{tmp_path}/pwned" if tmp_path else "/tmp/x"
+    labels = {
+        "gh.role": "targeted-worker",
+        "gh.status_port": "3201",
+        "gh.note": f'it\'s a "worker" $(touch {marker}) `touch {marker}`; x',
+    }
+    return ContainerSpec(
+        name="gh-worker-7",
+        options=[f"--label={k}={v}" for k, v in sorted(labels.items())]
+        + ["--network=ghosthands_default", "--publish=127.0.0.1:3201:3101/tcp", "--restart=unless-stopped"],
+        env=[
+            "WORKER_ID=w7-env-only",
+            "DATABASE_URL=postgres://u:s3cr3t-pa55@db/gh",
+            "API_TOKEN=tok-XYZ-123",
+            "PEM_KEY=-----BEGIN KEY-----\nc2VjcmV0LXBlbQ==\n-----END KEY-----\n",
+            "QUOTED=it's $(touch " + marker + ") `x`",
+        ],
+        labels=labels,
+        cmd=["node", "worker.js", "--id", "7"],
+    )
+
+
 def _all_builders() -> list[list[str]]:
     odd = rc.RemoteLayout("/opt/gh apps/$(id)", "/opt/gh apps/$(id)/docker-compose.prod.yml")
     return [
         rc.preflight(odd),
-        rc.compose_pull(odd, IMAGE, EVIL),
-        rc.compose_up(odd, EVIL, EVIL),
-        rc.compose_rm(odd, IMAGE, EVIL),
-        rc.compose_stop(odd, IMAGE, EVIL, 1),
-        rc.registry_login(EVIL, EVIL, EVIL),
+        rc.compose_pull(odd, IMAGE, EVIL, [EVIL]),
+        rc.compose_up(odd, EVIL, [EVIL]),
+        rc.compose_stop_rm(odd, IMAGE, EVIL, 1),
+        rc.write_registry_auth(EVIL, EVIL),
+        rc.create_container(odd, _spec(), EVIL, True),
+        rc.restore_container(EVIL, True),
+        rc.drop_backup(EVIL),
+        rc.connect_network(EVIL, ["--alias=" + EVIL, EVIL]),
         rc.acquire_lock(odd),
         rc.read_lock(odd),
         rc.release_lock(odd),
@@ -192,89 +214,40 @@ def test_render_round_trips(argv: list[str]) -> None:
     assert shlex.split(rc.render(argv)) == argv
 
 
-def test_registry_login_argv_has_no_password_parameter() -> None:
-    argv = rc.registry_login(REGISTRY, "AWS", DOCKER_CONFIG)
-    assert "--password-stdin" in argv[2]
-    assert not any(a.startswith("--password=") or a == "-p" or a == "--password" for a in argv)
-    assert argv[4:] == [DOCKER_CONFIG, "AWS", REGISTRY]
-
-
-def _spec(tmp_path: Path | None = None) -> rc.ContainerSpec:
-    marker = f"{tmp_path}/pwned" if tmp_path else "/tmp/x"
-    return rc.ContainerSpec(
-        name="gh-worker-7",
-        labels={
-            "gh.role": "targeted-worker",
-            "gh.status_port": "3201",
-            "gh.note": f'it\'s a "worker" $(touch {marker}) `touch {marker}`; x',
-        },
-        env=["WORKER_ID=w7-env-only", "DATABASE_URL=postgres://u:s3cr3t-pa55@db/gh", "API_TOKEN=tok-XYZ-123"],
-        network="ghosthands_default",
-        ports=["127.0.0.1:3201:3101/tcp"],
-        restart="unless-stopped",
-        memory=536870912,
-        entrypoint=None,
-        cmd=["node", "worker.js", "--id", "7"],
-    )
-
-
-def test_run_container_quotes_the_hostile_label_as_one_word() -> None:
+def test_create_container_quotes_the_hostile_label_as_one_word() -> None:
     spec = _spec()
-    argv = rc.run_container(LAYOUT, spec, IMAGE)
+    argv = rc.create_container(LAYOUT, spec, IMAGE, True)
     rendered = rc.render(argv)
     assert shlex.split(rendered) == argv
-    label_arg = f"gh.note={spec.labels['gh.note']}"
+    label_arg = f"--label=gh.note={spec.labels['gh.note']}"
     assert argv.count(label_arg) == 1
-    assert argv[argv.index(label_arg) - 1] == "--label"
-    assert shlex.quote(label_arg) in rendered
     assert rendered.count("$(touch /tmp/x)") == 1  # only inside that quoted word
 
 
-def test_run_container_keeps_env_out_of_argv() -> None:
+def test_create_container_keeps_env_values_out_of_argv() -> None:
     spec = _spec()
-    argv = rc.run_container(LAYOUT, spec, IMAGE)
-    rendered = rc.render(argv)
+    rendered = rc.render(rc.create_container(LAYOUT, spec, IMAGE, True))
     for entry in spec.env:
-        value = entry.split("=", 1)[1]
-        assert value not in rendered
-        assert not any(value in a for a in argv)
-    assert "-e" not in argv and "--env" not in argv
+        assert entry.split("=", 1)[1] not in rendered
+    # the multi-line value is passed by name only
+    assert "-e PEM_KEY" in rendered
 
 
-def test_run_container_docker_run_argv() -> None:
-    argv = rc.run_container(LAYOUT, _spec(), IMAGE)
+def test_create_container_argv() -> None:
+    argv = rc.create_container(LAYOUT, _spec(), IMAGE, False)
     env_file = "/opt/ghosthands/.ghdeploy/env-gh-worker-7"
-    assert argv[:2] == ["sh", "-c"]
-    assert argv[3:7] == ["sh", "/opt/ghosthands/.ghdeploy", env_file, "gh-worker-7"]
-    run = argv[7:]
-    assert run[:5] == ["docker", "run", "--detach", "--name", "gh-worker-7"]
-    labels = [run[i + 1] for i, a in enumerate(run) if a == "--label"]
-    assert labels == sorted(labels) and len(labels) == 3
-    assert run[run.index("--network") + 1] == "ghosthands_default"
-    assert run[run.index("--publish") + 1] == "127.0.0.1:3201:3101/tcp"
-    assert run[run.index("--restart") + 1] == "unless-stopped"
-    assert run[run.index("--memory") + 1] == "536870912"
-    assert run[-7:] == ["--env-file", env_file, IMAGE, "node", "worker.js", "--id", "7"]
-    assert "--entrypoint" not in run
-
-
-def test_run_container_entrypoint_override() -> None:
-    spec = rc.ContainerSpec(
-        name="w",
-        labels={},
-        env=[],
-        network=None,
-        ports=[],
-        restart=None,
-        memory=None,
-        entrypoint=["/bin/sh", "-c"],
-        cmd=["exec node worker.js"],
-    )
-    run = rc.run_container(LAYOUT, spec, IMAGE)[7:]
-    assert run[run.index("--entrypoint") + 1] == "/bin/sh"
-    assert run[-3:] == [IMAGE, "-c", "exec node worker.js"]
-    for flag in ("--network", "--publish", "--restart", "--memory", "--label"):
-        assert flag not in run
+    assert argv[3:9] == [
+        "sh",
+        "/opt/ghosthands/.ghdeploy",
+        "gh-worker-7",
+        "gh-worker-7.ghdeploy-backup",
+        env_file,
+        "0",
+    ]
+    create = argv[9:]
+    assert create[:4] == ["docker", "create", "--name", "gh-worker-7"]
+    assert f"--env-file={env_file}" in create
+    assert create[-6:] == ["--", IMAGE, "node", "worker.js", "--id", "7"]
 
 
 # --- running the scripts for real -----------------------------------------------------------
@@ -287,10 +260,13 @@ entry = {{"argv": args}}
 if "--password-stdin" in args:
     entry["stdin"] = sys.stdin.read()
     entry["docker_config"] = os.environ.get("DOCKER_CONFIG")
-if "--env-file" in args:
-    path = args[args.index("--env-file") + 1]
-    entry["env_file"] = open(path).read()
-    entry["env_file_mode"] = stat.S_IMODE(os.stat(path).st_mode)
+for a in args:
+    if a.startswith("--env-file="):
+        path = a.split("=", 1)[1]
+        entry["env_file"] = open(path).read()
+        entry["env_file_mode"] = stat.S_IMODE(os.stat(path).st_mode)
+if args[:1] == ["create"]:
+    entry["env"] = {{args[i + 1]: os.environ.get(args[i + 1]) for i, a in enumerate(args) if a == "-e"}}
 with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
     log.write(json.dumps(entry) + "\\n")
 fail = os.environ.get("FAKE_DOCKER_FAIL", "")
@@ -300,8 +276,10 @@ if args[:2] == ["compose", "version"]:
     print("2.29.1")
 elif args[:1] == ["info"]:
     sys.exit(1 if fail == "info" else 0)
-elif args[:1] == ["run"]:
-    sys.exit(int(os.environ.get("FAKE_DOCKER_RUN_RC", "0")))
+elif args[:1] == ["create"]:
+    sys.exit(int(os.environ.get("FAKE_DOCKER_CREATE_RC", "0")))
+elif args[:2] == ["container", "inspect"]:
+    sys.exit(0 if os.environ.get("FAKE_DOCKER_HAS_BACKUP") == "1" else 1)
 """
 
 
@@ -480,17 +458,19 @@ def test_write_file_replaces_atomically_and_privately(host: FakeHost, tmp_path: 
     assert host.run(rc.tail_file(str(path), 3)).returncode == 0
 
 
-def test_registry_login_sends_the_token_on_stdin_only(host: FakeHost, tmp_path: Path) -> None:
-    config_dir = tmp_path / "state" / "docker-config-1"
-    token = "eyJwYXlsb2FkIjoic2VjcmV0In0-TOKEN"
-    result = host.run(rc.registry_login(REGISTRY, "AWS", str(config_dir)), token.encode())
+def test_registry_auth_is_written_from_stdin_and_leftovers_go(host: FakeHost, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    leftover = state / "docker-config-killedrun"
+    leftover.mkdir(parents=True)
+    (leftover / "config.json").write_text('{"auths": {"x": {"auth": "old-token"}}}')
+    config_dir = state / "docker-config-1"
+    payload = '{"auths": {"reg": {"auth": "QVdTOnRva2Vu"}}}'
+    result = host.run(rc.write_registry_auth(str(state), str(config_dir)), payload.encode())
     assert result.returncode == 0, result.stderr
-    (call,) = host.docker_calls()
-    assert call["argv"] == ["login", "--username", "AWS", "--password-stdin", REGISTRY]
-    assert call["stdin"] == token
-    assert call["docker_config"] == str(config_dir)
-    assert _mode(config_dir) == 0o700
-    assert token not in rc.render(rc.registry_login(REGISTRY, "AWS", str(config_dir)))
+    assert (config_dir / "config.json").read_text() == payload
+    assert _mode(config_dir) == 0o700 and _mode(config_dir / "config.json") == 0o600
+    assert not leftover.exists()
+    assert host.docker_calls() == []  # no `docker login`: nothing reaches a credential store
 
 
 class _LoginRemote:
@@ -534,14 +514,19 @@ def test_deploy_login_puts_the_token_on_stdin_not_argv() -> None:
     assert ensure_image(op, remote, Target(ref=IMAGE, label="ghosthands:v1", digest=DIGEST)) == "sha256:new"
     for argv, _ in remote.calls:
         assert token not in rc.render(argv)
-    logins = [(argv, stdin) for argv, stdin in remote.calls if "--password-stdin" in " ".join(argv)]
-    assert len(logins) == 1
-    argv, stdin = logins[0]
-    assert stdin == token.encode()
-    config_dir = argv[4]
-    assert config_dir.startswith(LAYOUT.state_dir + "/")
-    # the throw-away login is used by the pull and removed afterwards
-    assert any(a == f"DOCKER_CONFIG={config_dir}" for argv, _ in remote.calls for a in argv)
+    writes = [(argv, stdin) for argv, stdin in remote.calls if argv[:2] == ["sh", "-c"] and "config.json" in argv[2]]
+    assert len(writes) == 1
+    argv, stdin = writes[0]
+    assert stdin is not None
+    auths = json.loads(stdin)["auths"]
+    assert base64.b64decode(auths[REGISTRY]["auth"]).decode() == f"AWS:{token}"
+    config_dir = argv[-1]
+    assert config_dir.startswith(LAYOUT.state_dir + "/docker-config-")
+    # the throw-away credentials are used by the pull (of the app's services only) and removed afterwards
+    pulls = [argv for argv, _ in remote.calls if "pull" in argv]
+    assert (
+        pulls and pulls[0][0:2] == ["env", f"DOCKER_CONFIG={config_dir}"] and pulls[0][-3:] == ["--", "api", "worker"]
+    )
     assert (rc.remove_dir(config_dir), None) in remote.calls
 
 
@@ -571,27 +556,107 @@ def test_preflight_without_docker(tmp_path: Path, layout: rc.RemoteLayout) -> No
     assert bare.run(rc.preflight(layout)).returncode == 10
 
 
-def test_run_container_for_real(host: FakeHost, layout: rc.RemoteLayout, tmp_path: Path) -> None:
+def test_create_container_for_real_carries_multiline_env_without_argv(
+    host: FakeHost, layout: rc.RemoteLayout, tmp_path: Path
+) -> None:
+    from ghdeploy.container_spec import env_script
+
     spec = _spec(tmp_path)
-    env_text = "".join(f"{e}\n" for e in spec.env)
-    argv = rc.run_container(layout, spec, IMAGE)
-    result = host.run(argv, env_text.encode())
+    env_file = rc.env_file_path(layout, spec.name)
+    argv = rc.create_container(layout, spec, IMAGE, True)
+    result = host.run(argv, env_script(spec, env_file, "GHDEPLOY_ENV_x1").encode())
     assert result.returncode == 0, result.stderr
     calls = host.docker_calls()
-    assert [c["argv"][:2] for c in calls] == [["rm", "-f"], ["run", "--detach"]]
-    assert calls[0]["argv"] == ["rm", "-f", "gh-worker-7"]
-    run = calls[1]
-    assert run["argv"] == argv[8:]  # exactly the docker run argv, nothing re-split or expanded
-    assert f"gh.note={spec.labels['gh.note']}" in run["argv"]
-    assert run["env_file"] == env_text
-    assert run["env_file_mode"] == 0o600
-    env_file = Path(layout.state_dir) / "env-gh-worker-7"
-    assert not env_file.exists()  # secrets removed after the run
+    assert [c["argv"][:2] for c in calls] == [
+        ["container", "inspect"],
+        ["rename", "gh-worker-7"],
+        ["create", "--name"],
+    ]
+    assert calls[1]["argv"] == ["rename", "gh-worker-7", "gh-worker-7.ghdeploy-backup"]
+    create = calls[2]
+    assert create["argv"] == argv[10:]  # exactly the docker create argv, nothing re-split or expanded
+    single = [e for e in spec.env if "\n" not in e]
+    assert create["env_file"] == "".join(f"{e}\n" for e in single)
+    assert create["env_file_mode"] == 0o600
+    pem = next(e for e in spec.env if e.startswith("PEM_KEY="))
+    assert create["env"] == {"PEM_KEY": pem.split("=", 1)[1]}  # multi-line, exact, trailing newline too
+    assert not Path(env_file).exists()  # secrets removed after the create
     assert not (tmp_path / "pwned").exists()
-    assert not any((tmp_path / "opt").glob("**/pwned"))
 
 
-def test_run_container_failure_keeps_exit_code_and_removes_env_file(host: FakeHost, layout: rc.RemoteLayout) -> None:
-    result = host.run(rc.run_container(layout, _spec(), IMAGE), b"A=1\n", FAKE_DOCKER_RUN_RC="125")
-    assert result.returncode == 125
-    assert not (Path(layout.state_dir) / "env-gh-worker-7").exists()
+def test_create_container_failure_puts_the_old_one_back(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    from ghdeploy.container_spec import env_script
+
+    spec = _spec()
+    script = env_script(spec, rc.env_file_path(layout, spec.name), "GHDEPLOY_ENV_x2")
+    result = host.run(rc.create_container(layout, spec, IMAGE, True), script.encode(), FAKE_DOCKER_CREATE_RC="125")
+    assert result.returncode == 3
+    calls = [c["argv"] for c in host.docker_calls()]
+    assert calls[-3:] == [
+        ["rm", "-f", "gh-worker-7"],
+        ["rename", "gh-worker-7.ghdeploy-backup", "gh-worker-7"],
+        ["start", "gh-worker-7"],
+    ]
+    assert not Path(rc.env_file_path(layout, spec.name)).exists()
+
+
+def test_create_container_of_a_stopped_worker_does_not_start_the_old_one(
+    host: FakeHost, layout: rc.RemoteLayout
+) -> None:
+    from ghdeploy.container_spec import env_script
+
+    spec = _spec()
+    script = env_script(spec, rc.env_file_path(layout, spec.name), "GHDEPLOY_ENV_x3")
+    assert (
+        host.run(rc.create_container(layout, spec, IMAGE, False), script.encode(), FAKE_DOCKER_CREATE_RC="1").returncode
+        == 3
+    )
+    assert not any(c["argv"][0] == "start" for c in host.docker_calls())
+
+
+def test_restore_and_drop_backup(host: FakeHost) -> None:
+    assert host.run(rc.restore_container("gh-worker-7", True)).returncode == 0  # no backup: nothing to do
+    assert [c["argv"][0] for c in host.docker_calls()] == ["container"]
+    assert host.run(rc.restore_container("gh-worker-7", False), FAKE_DOCKER_HAS_BACKUP="1").returncode == 0
+    assert [c["argv"] for c in host.docker_calls()][-2:] == [
+        ["rm", "-f", "gh-worker-7"],
+        ["rename", "gh-worker-7.ghdeploy-backup", "gh-worker-7"],
+    ]
+    assert host.run(rc.drop_backup("gh-worker-7"), FAKE_DOCKER_HAS_BACKUP="1").returncode == 0
+    assert host.docker_calls()[-1]["argv"] == ["rm", "-f", "gh-worker-7.ghdeploy-backup"]
+
+
+def test_compose_stop_rm_honours_the_stop_timeout(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    assert host.run(rc.compose_stop_rm(layout, IMAGE, "worker", 47)).returncode == 0
+    calls = [c["argv"] for c in host.docker_calls()]
+    assert calls == [
+        ["compose", "-f", layout.compose_file, "stop", "-t", "47", "--", "worker"],
+        ["compose", "-f", layout.compose_file, "rm", "--force", "--", "worker"],
+    ]
+
+
+def test_append_after_a_half_written_line_starts_a_new_line(host: FakeHost, tmp_path: Path) -> None:
+    from ghdeploy.hostops import parse_history
+
+    directory = tmp_path / "state"
+    path = directory / "history.jsonl"
+    assert host.run(rc.append_file(str(directory), str(path)), b'{"n": 1}\n').returncode == 0
+    with open(path, "a") as handle:
+        handle.write('{"n": 2, "result": "succ')  # the disk filled up mid-line
+    assert host.run(rc.append_file(str(directory), str(path)), b'{"n": 3}\n').returncode == 0
+    records, warnings = parse_history(path.read_text())
+    assert [r["n"] for r in records] == [1, 3]  # the record after the broken line is kept
+    assert len(warnings) == 1 and "line 2" in warnings[0]
+
+
+def test_the_lock_is_stamped_with_the_hosts_clock(host: FakeHost, layout: rc.RemoteLayout) -> None:
+    from ghdeploy import locks
+
+    info = locks.lock_info("alice@laptop", "deploy", "v1", 'msg "since": "@host-now@"')
+    assert info["since"] == rc.HOST_NOW  # the laptop does not say when
+    (host.bin / "date").write_text("#!/bin/sh\necho 2031-01-02T03:04:05Z\n")  # the host's clock
+    (host.bin / "date").chmod(0o755)
+    assert host.run(rc.acquire_lock(layout), json.dumps(info).encode()).returncode == 0
+    held = json.loads(host.run(rc.read_lock(layout)).stdout)
+    assert held["since"] == "2031-01-02T03:04:05Z"
+    assert held["message"] == 'msg "since": "@host-now@"'  # only the field, never text in a value

@@ -276,7 +276,7 @@ def test_history_and_lock_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert render.history_table(rows, True) == 0
     doc, _ = _one_json(capsys)
     assert doc["hosts"] == [
-        {"host": "ubuntu@a", "records": [{"action": "deploy", "result": "succeeded"}], "error": None}
+        {"host": "ubuntu@a", "records": [{"action": "deploy", "result": "succeeded"}], "error": None, "warnings": []}
     ]
     locks = [HostLock("ubuntu@a", holder={"operator": "alice"}), HostLock("ubuntu@b", error="timeout")]
     assert render.lock_table(locks, True, "lock status") == 1
@@ -314,3 +314,40 @@ def test_reporter_quiet_and_verbose(capsys: pytest.CaptureFixture[str]) -> None:
     with render.ConsoleReporter(verbose=1) as reporter:
         reporter.debug("$ docker compose ps")
     assert "$ docker compose ps" in capsys.readouterr().err
+
+
+# --- odd data from a host never crashes the output --------------------------------------------
+
+ODD = "[/] [bold]x[/bold] [link=file:///etc]y"
+
+
+def test_human_output_survives_markup_and_wrong_types_from_hosts(capsys: pytest.CaptureFixture[str]) -> None:
+    from ghdeploy import hostdata
+    from ghdeploy.hostops import parse_history
+
+    fleet = FleetResult("deploy", _target(), [_host(f"ubuntu@{ODD}", "succeeded", notes=[ODD])])
+    report = DeployReport(tag="v2", fleet=fleet, verify=[VerifyRow("ubuntu@a", SHA, running=f"{SHA}{ODD}")])
+    assert render.deploy_report(report, False, "deploy") == 0  # printed literally, not a crash
+    assert ODD in capsys.readouterr().out.replace("\n", "")
+
+    records, warnings = parse_history(
+        json.dumps({"time": 5, "action": ["x"], "from": "v1", "to": {"label": 7}, "duration_s": "3", "operator": ODD})
+        + "\n{half-writ\n"
+    )
+    assert len(records) == 1 and len(warnings) == 1 and "line 2" in warnings[0]
+    assert render.history_table([HostHistory("ubuntu@a", records=records)], False) == 0
+    holder = hostdata.record({"operator": ODD, "since": 12, "action": None, "tag": ["v"]})
+    assert render.lock_table([HostLock("ubuntu@a", holder=holder)], False, "lock status") == 0
+    status = HostStatus(
+        host="ubuntu@a",
+        health=200,
+        version=hostdata.version({"commit_sha": 12345, "uptime_ms": "long", "build_time": ODD}),
+        worker=hostdata.worker({"status": ODD, "deploy_safe": "yes"}),
+        pending=hostdata.record({"action": ODD, "time": 3}),
+        lock=hostdata.record({"operator": ODD}),
+        services=[{"service": "api", "state": ODD, "tag": ODD, "image_id": "sha256:1"}],
+        targeted=[{"name": ODD, "tag": ODD, "running": True, "worker": {"status": ODD}}],
+    )
+    assert render.status_table([status], False) == 1
+    out = capsys.readouterr().out
+    assert "UNFINISHED" in out and "[/]" in out
