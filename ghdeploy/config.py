@@ -78,6 +78,7 @@ _OPERATION_USERS = (DEPLOY, ROLLBACK, ROLLBACK_TO, SERVE, AGENT)
 
 KeyName = Literal[
     "ECR_REGISTRY",
+    "ECR_REGISTRY_OVERRIDE",
     "ECR_REPOSITORY",
     "AWS_REGION",
     "EC2_HOST",
@@ -118,6 +119,15 @@ class Config:
         registry_host,
         "registry host[:port], e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com",
         _REGISTRY_USERS,
+    )
+    ecr_registry_override = setting(
+        "ECR_REGISTRY_OVERRIDE",
+        choice("0", "1"),
+        "0",
+        "1: send the ECR token to ECR_REGISTRY even though it is not the registry ECR names "
+        "(a stand-in registry); process environment only, refused in an env file",
+        _AWS_USERS,
+        process_only=True,
     )
     ecr_repository = setting(
         "ECR_REPOSITORY",
@@ -429,6 +439,7 @@ def load_config(
 
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
+    file_problems: list[str] = []
     for name, key in KEYS.items():
         flag = (overrides or {}).get(name)
         if flag is not None:
@@ -436,6 +447,11 @@ def load_config(
             values[name], sources[name] = flag, f"flag {flag_name}" if flag_name else "flag"
         elif environ.get(name):
             values[name], sources[name] = environ[name], "environment"
+        elif file_values.get(name) and key.process_only:
+            file_problems.append(
+                f"{name} is set in {used_file}: it is read only from the process environment "
+                f"(a committed file must not decide where the ECR token goes); `export {name}=...` for the session"
+            )
         elif file_values.get(name):
             values[name], sources[name] = file_values[name], str(used_file)
         elif key.default is not None:
@@ -449,7 +465,7 @@ def load_config(
     unknown = needed - KEYS.keys()
     if unknown:
         raise KeyError(f"undeclared config keys {sorted(unknown)}")
-    problems: list[str] = []
+    problems: list[str] = list(file_problems)
     parsed: dict[str, Any] = {}
     for name in KEYS:
         if name in needed:

@@ -32,6 +32,7 @@ class Key(Generic[T]):
         required: bool = False,
         secret: bool = False,
         check: Callable[[Any, bool], str | None] | None = None,
+        process_only: bool = False,
     ) -> None:
         self.name = name
         self.parse = parse
@@ -41,6 +42,9 @@ class Key(Generic[T]):
         self.required = required
         self.secret = secret
         self.check = check
+        # Read only from the process environment (or a flag): in an env file it is refused, so a
+        # committed file cannot switch on what the operator must choose for the session.
+        self.process_only = process_only
         self.attr = name.lower()
 
     def __set_name__(self, owner: type, attr: str) -> None:
@@ -74,9 +78,10 @@ def setting(
     *,
     secret: bool = False,
     check: Callable[[T, bool], str | None] | None = None,
+    process_only: bool = False,
 ) -> Key[T]:
     """A key with a default: always has a value."""
-    return Key(name, parse, default, help, commands, secret=secret, check=check)
+    return Key(name, parse, default, help, commands, secret=secret, check=check, process_only=process_only)
 
 
 def required(

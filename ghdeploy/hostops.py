@@ -347,6 +347,26 @@ def restore_targeted(remote: Remote, worker: TargetedWorker) -> None:
     )
 
 
+def recover_backups(remote: Remote, snapshot: Snapshot) -> list[str]:
+    """Put back the targeted workers a stopped run left as NAME.ghdeploy-backup; return notes.
+
+    The backup is the container as it was before that run, with its exact configuration; the
+    container under NAME (if any) is the stopped run's replacement. The backup is started if
+    that replacement was running; one with no replacement is left stopped (whether it ran is
+    not known).
+    """
+    running = {t.spec.name: t.running for t in snapshot.targeted}
+    notes = []
+    for name in snapshot.backups:
+        start = running.get(name, False)
+        require_ok(
+            remote.run(rc.restore_container(name, start), timeout=120), f"putting back {name}", remote.host.label
+        )
+        state = "started" if start else "left stopped"
+        notes.append(f"{name}: put back the container a stopped run had replaced ({state})")
+    return notes
+
+
 def drop_backup(remote: Remote, name: str) -> None:
     require_ok(remote.run(rc.drop_backup(name), timeout=60), f"removing the backup of {name}", remote.host.label)
 

@@ -6,6 +6,8 @@ boto3/botocore/httpx are imported inside functions so that `ghdeploy --help` sta
 from __future__ import annotations
 
 import base64
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +95,7 @@ def get_login(region: str, registry: str) -> RegistryAuth:
     data = response.get("authorizationData") or []
     if not data:
         raise RegistryError("ECR returned no authorization data", "check the region and your ECR permissions")
+    check_endpoint(registry, str(data[0].get("proxyEndpoint") or ""))
     decoded = base64.b64decode(data[0]["authorizationToken"]).decode()
     username, _, password = decoded.partition(":")
     expires = data[0].get("expiresAt")
@@ -101,6 +104,33 @@ def get_login(region: str, registry: str) -> RegistryAuth:
         username=username,
         password=password,
         expires_at=expires.timestamp() if hasattr(expires, "timestamp") else None,
+    )
+
+
+OVERRIDE_KEY = "ECR_REGISTRY_OVERRIDE"
+
+
+def check_endpoint(registry: str, proxy_endpoint: str, environ: Mapping[str, str] | None = None) -> None:
+    """The ECR token goes only to the registry ECR issued it for: the host of its proxyEndpoint.
+
+    A stand-in registry (a test bed, a pull-through mirror) is allowed only with
+    ECR_REGISTRY_OVERRIDE=1 in the process environment (config refuses it in an env file), so a
+    committed .env.deploy naming another ECR_REGISTRY cannot send the operator's token there.
+    """
+    from urllib.parse import urlsplit
+
+    expected = (urlsplit(proxy_endpoint).netloc or proxy_endpoint).lower()
+    if expected.endswith(":443"):
+        expected = expected[: -len(":443")]
+    if registry.lower() == expected:
+        return
+    if (os.environ if environ is None else environ).get(OVERRIDE_KEY) == "1":
+        return
+    raise ConfigError(
+        f"ECR_REGISTRY={registry} is not the registry this ECR token is for ({expected or 'none given'}): "
+        "the token is not sent there",
+        (f"set ECR_REGISTRY={expected}" if expected else "check AWS_REGION and the account of your credentials")
+        + f"; for a stand-in registry on purpose, `export {OVERRIDE_KEY}=1` in this shell",
     )
 
 

@@ -42,8 +42,12 @@ def lock_release(config: Config, opts: HostOptions, reporter: Reporter) -> list[
 
     def release(conn: Connection) -> HostLock:
         holder = locks.read(conn, layout)
+        released = False
         if holder is not None:
-            locks.release(conn, layout)
-        return HostLock(host=conn.host.label, holder=holder, released=holder is not None)
+            # Only the lock shown here: if its holder finished and another deploy took the lock
+            # meanwhile, that new lock (another id) stays. A record without an id (an older
+            # ghdeploy) is matched by its time; an unreadable one is removed as shown.
+            released = locks.release(conn, layout, holder.get("id") or holder.get("since") or None)
+        return HostLock(host=conn.host.label, holder=holder, released=released)
 
     return per_host(config, opts, reporter, release, lambda label, exc: HostLock(host=label, error=str(exc)))

@@ -201,6 +201,7 @@ class Fleet:
     conns: dict[str, Connection]
     layout: rc.RemoteLayout
     locked: list[str] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)  # hosts whose lock was asked for (maybe taken)
     reporter: Reporter | None = None
     lock_id: str | None = None  # the id in our lock records: we release only locks we still hold
     # The same connections, recording every command: with -v each is shown as it runs.
@@ -218,6 +219,10 @@ class Fleet:
         return [h.label for h in self.hosts]
 
     def close(self) -> None:
+        for label in self.asked:
+            if label not in self.locked and self.lock_id:
+                with contextlib.suppress(Exception):  # maybe never taken: only ours is removed
+                    locks.release(self.remotes[label], self.layout, self.lock_id)
         for label in self.locked:
             try:
                 if not locks.release(self.remotes[label], self.layout, self.lock_id) and self.reporter is not None:
@@ -254,10 +259,14 @@ def open_fleet(
         if lock is not None:
             held: dict[str, str] = {}
             for label in fleet.order:
+                # Counted as ours before asking: a Ctrl-C while the host answers must not leave a
+                # lock nobody records. Releasing by our id is harmless if we did not get it.
+                fleet.asked.append(label)
                 holder = locks.acquire(fleet.remotes[label], layout, lock)
                 if holder is None:
                     fleet.locked.append(label)
                 else:
+                    fleet.asked.remove(label)
                     held[label] = locks.describe(holder)
             if held:
                 lines = "\n  ".join(f"{h}: {d}" for h, d in held.items())

@@ -377,6 +377,11 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
         with phase(result, "record", op.clock):
             op.reporter.step(label, "recording what runs now")
             snapshot = hostops.read_snapshot(conn, op.layout)
+            if snapshot.backups:  # a run was stopped while replacing targeted workers
+                for note in hostops.recover_backups(conn, snapshot):
+                    result.notes.append(note)
+                    op.reporter.warn(f"{label}: {note}")
+                snapshot = hostops.read_snapshot(conn, op.layout)
             result.from_image = snapshot.app_image
             unfinished = hostops.read_pending(conn, op.layout)
             if unfinished:

@@ -172,6 +172,9 @@ def base_env(testbed_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     # Run the code of this checkout, whatever editable install the machine has.
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["AWS_EC2_METADATA_DISABLED"] = "true"  # never ask 169.254.169.254 for credentials
+    # The testbed's registry is a stand-in: ECR's token may go there only by the operator's choice,
+    # made in the process environment (ghdeploy refuses it in an env file).
+    env["ECR_REGISTRY_OVERRIDE"] = "1"
     env.pop("EC2_HOST", None)
     return env
 

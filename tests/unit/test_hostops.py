@@ -563,3 +563,90 @@ def test_only_this_apps_targeted_workers_are_ours() -> None:
     other = targeted_inspect(Id="f" * 64, Name="/other-worker", Config__Image="other.example/otherapp:1")
     snapshot = read_snapshot(FakeRemote(_host_answers([targeted_inspect(), other])), layout)
     assert [w.spec.name for w in snapshot.targeted] == ["gh-worker-7"]
+
+
+def test_a_stopped_runs_backup_is_seen_and_put_back() -> None:
+    backup = targeted_inspect(
+        Id="9" * 64, Name="/gh-worker-7.ghdeploy-backup", State={"Status": "exited", "Running": False}
+    )
+    answers = _host_answers([targeted_inspect(), backup])
+    remote = FakeRemote(answers)
+    snapshot = read_snapshot(remote, LAYOUT)
+    assert [w.spec.name for w in snapshot.targeted] == ["gh-worker-7"]  # the backup is no worker of its own
+    assert snapshot.backups == ["gh-worker-7"] and not snapshot.empty
+    answers[rc.render(rc.restore_container("gh-worker-7", True))] = ""
+    notes = hostops.recover_backups(remote, snapshot)
+    assert remote.commands()[-1] == rc.render(rc.restore_container("gh-worker-7", True))
+    assert "put back" in notes[0] and "started" in notes[0]
+
+
+def _compose_config(**services: str) -> str:
+    return json.dumps({"services": {name: {"image": image} for name, image in services.items()}})
+
+
+def test_preflight_facts_finds_the_services_of_the_app_image() -> None:
+    probe = rc.IMAGE_PROBE
+    answers = _host_answers()
+    answers[rc.render(rc.compose_services(LAYOUT))] = _compose_config(api=probe, worker=probe, redis="redis:7")
+    facts = hostops.preflight_facts(FakeRemote(answers), LAYOUT)
+    assert (facts.image_services, facts.problems, facts.first_deploy) == (["api", "worker"], [], False)
+
+
+def test_preflight_facts_refuses_a_compose_file_without_api_or_worker() -> None:
+    answers = _host_answers()
+    answers[rc.render(rc.compose_services(LAYOUT))] = _compose_config(api=rc.IMAGE_PROBE, web="x:1")
+    facts = hostops.preflight_facts(FakeRemote(answers), LAYOUT)
+    assert any("defines no service worker" in p for p in facts.problems)
+    answers[rc.render(rc.compose_services(LAYOUT))] = (1, "")
+    assert any(
+        "docker compose config` failed" in p for p in hostops.preflight_facts(FakeRemote(answers), LAYOUT).problems
+    )
+
+
+def test_preflight_facts_empty_host_is_a_first_deploy_and_a_stranger_is_refused() -> None:
+    layout = rc.RemoteLayout(LAYOUT.app_dir, LAYOUT.compose_file, image_repo=REPO)
+    answers = _host_answers([])
+    answers[rc.render(rc.compose_services(layout))] = _compose_config(api=rc.IMAGE_PROBE, worker=rc.IMAGE_PROBE)
+    answers[rc.render(rc.list_all_containers())] = "node-exporter\tprom/node-exporter:1\t\t\n"
+    facts = hostops.preflight_facts(FakeRemote(answers), layout)
+    assert facts.first_deploy and facts.problems == [] and "nothing to roll back to" in facts.notes[0]
+    # the app started from another directory (or by the old script): refused, not deployed blind
+    answers[rc.render(rc.list_all_containers())] = f"gh-api\t{REPO}:v1\tapi\t/home/ec2-user/gh\n"
+    facts = hostops.preflight_facts(FakeRemote(answers), layout)
+    assert not facts.first_deploy and "look like the app: gh-api" in facts.problems[0]
+
+
+def test_preflight_facts_names_a_targeted_worker_that_cannot_be_carried_over() -> None:
+    answers = _host_answers(
+        [
+            service_inspect(API_ID, "api", OLD_ID, f"{REPO}:v1"),
+            targeted_inspect(HostConfig__Links=["/db:/gh-worker-7/db"]),
+        ]
+    )
+    answers[rc.render(rc.compose_services(LAYOUT))] = _compose_config(api=rc.IMAGE_PROBE, worker=rc.IMAGE_PROBE)
+    facts = hostops.preflight_facts(FakeRemote(answers), LAYOUT)
+    assert facts.problems and facts.problems[0].startswith("gh-worker-7: HostConfig.Links")
+
+
+def test_a_replacement_not_configured_like_the_old_one_is_undone() -> None:
+    old = targeted_inspect(HostConfig__Binds=["/srv/data:/data"])
+    worker = hostops.TargetedWorker(
+        spec=container_spec(old, image_inspect()), image=ImageRecord(OLD_ID), status_port=3201, running=True
+    )
+    new_ref = f"{REPO}:v2"
+    created = targeted_inspect(Id="e" * 64)  # the engine dropped the bind mount
+    answers: dict[str, tuple[int, str] | str] = {
+        rc.render(rc.create_container(LAYOUT, worker.spec, new_ref, True)): "",
+        rc.render(rc.inspect_containers(["gh-worker-7"])): json.dumps([created]),
+        rc.render(rc.image_inspect([OLD_ID])): json.dumps([image_inspect()]),
+        rc.render(rc.restore_container("gh-worker-7", True)): "",
+    }
+    remote = FakeRemote(answers)
+    with pytest.raises(OperationFailed, match=r"not configured like the old one.*/srv/data:/data"):
+        hostops.replace_targeted(remote, LAYOUT, worker, new_ref)
+    commands = remote.commands()
+    assert commands[-1] == rc.render(rc.restore_container("gh-worker-7", True))  # the old one is back
+    assert rc.render(rc.start_container("gh-worker-7")) not in commands  # the bad one never started
+    stdin = remote.calls[0][2]
+    assert stdin is not None and b"DATABASE_URL=postgres://gh:secret@db/gh" in stdin  # env on stdin only
+    assert "secret" not in commands[0]

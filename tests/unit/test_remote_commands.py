@@ -660,3 +660,63 @@ def test_the_lock_is_stamped_with_the_hosts_clock(host: FakeHost, layout: rc.Rem
     held = json.loads(host.run(rc.read_lock(layout)).stdout)
     assert held["since"] == "2031-01-02T03:04:05Z"
     assert held["message"] == 'msg "since": "@host-now@"'  # only the field, never text in a value
+
+
+class _ShRemote:
+    """A Remote over FakeHost: the real scripts, run locally."""
+
+    def __init__(self, host: FakeHost) -> None:
+        self.fake = host
+        self.host = Host("10.0.0.9", "ubuntu")
+
+    def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        proc = self.fake.run(argv, stdin or b"")
+        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+
+    check = run
+
+
+def test_lock_release_removes_only_the_lock_it_showed(
+    host: FakeHost, layout: rc.RemoteLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ghdeploy import locks
+    from ghdeploy.commands import lock as lock_command
+
+    remote = _ShRemote(host)
+    shown = {"id": "aaaaaaaaaaaaaaaa", "operator": "alice", "since": "2030-01-01T00:00:00Z"}
+    # alice's deploy ended and bob's took the lock after `lock release` read alice's record
+    assert locks.acquire(remote, layout, {"id": "bbbbbbbbbbbbbbbb", "operator": "bob", "since": rc.HOST_NOW}) is None
+    monkeypatch.setattr(lock_command, "layout_of", lambda config: layout)
+    monkeypatch.setattr(lock_command.locks, "read", lambda conn, lay: shown)
+    monkeypatch.setattr(lock_command, "per_host", lambda config, opts, reporter, fn, on_error: [fn(remote)])
+    (row,) = lock_command.lock_release(None, None, None)  # type: ignore[arg-type]
+    assert row.released is False
+    assert json.loads(host.run(rc.read_lock(layout)).stdout)["operator"] == "bob"
+    monkeypatch.setattr(lock_command.locks, "read", lambda conn, lay: {"id": "bbbbbbbbbbbbbbbb", "operator": "bob"})
+    (row,) = lock_command.lock_release(None, None, None)  # type: ignore[arg-type]
+    assert row.released is True and host.run(rc.read_lock(layout)).stdout == ""
+
+
+def test_ctrl_c_while_a_host_takes_the_lock_leaves_no_lock(
+    host: FakeHost, layout: rc.RemoteLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ghdeploy import locks
+    from ghdeploy.engine import fleet as fleet_mod
+    from ghdeploy.progress import NullReporter
+
+    remote = _ShRemote(host)
+    real_acquire = locks.acquire
+
+    def interrupted_acquire(conn: Any, lay: rc.RemoteLayout, info: dict[str, Any]) -> None:
+        real_acquire(conn, lay, info)  # the host took the lock...
+        raise KeyboardInterrupt  # ...and Ctrl-C arrived before we heard so
+
+    monkeypatch.setattr(fleet_mod, "layout_of", lambda config: layout)
+    monkeypatch.setattr(fleet_mod, "ssh_settings", lambda config, accept: None)
+    monkeypatch.setattr(fleet_mod, "connect_all", lambda hosts, settings, reporter: ({"h1": remote}, {}))
+    monkeypatch.setattr(fleet_mod, "preflight_hosts", lambda *args, **kwargs: {})
+    monkeypatch.setattr(fleet_mod.locks, "acquire", interrupted_acquire)
+    info = locks.lock_info("alice@laptop", "deploy", "v1", None)
+    with pytest.raises(KeyboardInterrupt):
+        fleet_mod.open_fleet(None, [Host("h1")], fleet_mod.HostOptions(), NullReporter(), info)  # type: ignore[arg-type]
+    assert host.run(rc.read_lock(layout)).stdout == ""  # released: not left behind unrecorded

@@ -514,3 +514,31 @@ def test_importing_the_module_does_not_import_paramiko_or_httpx() -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)
+
+
+def test_revoked_key_is_refused_as_revoked_even_when_also_listed(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, accept_new_host_key=True)
+    key = _pkey(tmp_path)
+    line = f"{key.get_name()} {key.get_base64()}"
+    settings.known_hosts.write_text(f"h {line}\n@revoked * {line}\n")
+    client = paramiko.SSHClient()
+    hostkeys.load_known_hosts(client, settings, "root@h")
+    assert client.get_host_keys().lookup("h") is None  # not trusted: the policy decides, and refuses
+    with pytest.raises(HostKeyError, match="REVOKED") as info:
+        hostkeys.policy_class()("root@h", settings).missing_host_key(client, "h", key)
+    assert str(settings.known_hosts) in str(info.value)
+    assert settings.known_hosts.read_text().count(line) == 2  # --accept-new-host-key did not record it
+
+
+def test_cert_authority_lines_are_skipped_with_a_note_not_an_error(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    key, ca = _pkey(tmp_path, "host"), _pkey(tmp_path, "ca")
+    settings.known_hosts.write_text(
+        f"@cert-authority *.example.com {ca.get_name()} {ca.get_base64()}\nh {key.get_name()} {key.get_base64()}\n"
+    )
+    client = paramiko.SSHClient()
+    hostkeys.load_known_hosts(client, settings, "root@h")  # not "cannot read known_hosts" for every host
+    assert client.get_host_keys().lookup("h") is not None
+    with pytest.raises(HostKeyError, match="@cert-authority") as info:
+        hostkeys.policy_class()("root@other", settings).missing_host_key(client, "other.example.com", ca)
+    assert "does not check host certificates" in str(info.value) and f"{settings.known_hosts}:1" in str(info.value)

@@ -51,20 +51,69 @@ def known_hosts_files(settings: SSHSettings) -> list[Path]:
 
 
 def load_known_hosts(client: paramiko.SSHClient, settings: SSHSettings, label: str) -> None:
-    """Load every known_hosts file ssh would read into the client; a broken file is an error."""
-    from paramiko.hostkeys import InvalidHostKey
+    """Load every known_hosts file ssh would read into the client; a broken line is an error.
 
+    Marker lines are not paramiko's business (it reads `@revoked host type key` as a host
+    named "@revoked" and fails on the key): `@revoked` keys are collected and dropped from
+    what the client trusts, so the policy below refuses them as revoked; `@cert-authority`
+    lines are skipped (paramiko cannot check host certificates) and named in the message of
+    a host whose key is then unknown.
+    """
+    marked = read_marked(settings)
     for path in known_hosts_files(settings):
         try:
-            client.get_host_keys().load(str(path))
+            load_plain_lines(client.get_host_keys(), path, set(marked.revoked))
         except FileNotFoundError:
             continue
-        except (OSError, InvalidHostKey) as exc:
+        except (OSError, ValueError) as exc:
             raise SSHError(
                 label,
                 f"cannot read known_hosts file {path}: {exc}",
                 f"fix or remove the broken line in {path}",
             ) from exc
+
+
+class Marked:
+    """The marker lines of the known_hosts files: revoked keys (base64) and skipped CA lines."""
+
+    def __init__(self) -> None:
+        self.revoked: dict[str, Path] = {}
+        self.cert_authority: list[str] = []  # "FILE:LINE" of each skipped @cert-authority line
+
+
+def read_marked(settings: SSHSettings) -> Marked:
+    marked = Marked()
+    for path in known_hosts_files(settings):
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for number, line in enumerate(lines, 1):
+            fields = line.split()
+            if len(fields) >= 4 and fields[0] == "@revoked":
+                marked.revoked.setdefault(fields[3], path)
+            elif fields[:1] == ["@cert-authority"]:
+                marked.cert_authority.append(f"{path}:{number}")
+    return marked
+
+
+def load_plain_lines(keys: paramiko.HostKeys, path: Path, revoked: set[str] | None = None) -> None:
+    """paramiko's HostKeys.load, minus the marker lines (read_marked handles those) and any
+    revoked key, so that a host offering one reaches the policy, which refuses it."""
+    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
+
+    with open(path) as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.strip()
+            if not line or line.startswith(("#", "@")):
+                continue
+            try:
+                entry = HostKeyEntry.from_line(line, number)
+            except InvalidHostKey as exc:
+                raise ValueError(f"line {number}: {exc}") from exc
+            if entry is not None and entry.key.get_base64() not in (revoked or set()):
+                for name in entry.hostnames:
+                    keys.add(name, entry.key.get_name(), entry.key)
 
 
 def append_known_host(path: Path, name: str, key: paramiko.PKey) -> None:
@@ -90,7 +139,7 @@ def _stale_entry_file(files: list[Path], name: str) -> Path:
     for path in files:
         if path.exists():
             keys = paramiko.HostKeys()
-            keys.load(str(path))
+            load_plain_lines(keys, path)
             if keys.lookup(name) is not None:
                 return path
     return files[0]
@@ -115,10 +164,25 @@ def policy_class() -> Callable[[str, SSHSettings], paramiko.MissingHostKeyPolicy
 
         def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
             known_hosts = self.settings.known_hosts.expanduser()
-            if not self.settings.accept_new_host_key:
+            marked = read_marked(self.settings)
+            if key.get_base64() in marked.revoked:
                 raise HostKeyError(
                     self.label,
-                    f"unknown host key for {hostname}: {key.get_name()} {fingerprint(key)} (not in {known_hosts})",
+                    f"host key for {hostname} is REVOKED: {key.get_name()} {fingerprint(key)} is marked "
+                    f"@revoked in {marked.revoked[key.get_base64()]}",
+                    "the host offers a key that was withdrawn: do not connect until the host has a new key",
+                )
+            if not self.settings.accept_new_host_key:
+                skipped = ""
+                if marked.cert_authority:
+                    skipped = (
+                        f"; @cert-authority line(s) at {', '.join(marked.cert_authority[:3])} were skipped: "
+                        "ghdeploy does not check host certificates, list the host's own key"
+                    )
+                raise HostKeyError(
+                    self.label,
+                    f"unknown host key for {hostname}: {key.get_name()} {fingerprint(key)} (not in {known_hosts})"
+                    + skipped,
                     f"verify that {fingerprint(key)} is the host's key (on the host: "
                     "ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub; on EC2 the console's system "
                     "log shows it at first boot), then re-run with --accept-new-host-key",
