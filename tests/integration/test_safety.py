@@ -29,7 +29,8 @@ from tests.integration.conftest import Cli, api_image_id, busy, commit, containe
 H1 = "root@10.77.1.2"
 J1_ADDRESS = "10.77.100.2"
 OPERATOR = f"{getpass.getuser()}@{socket.gethostname()}"
-COMPOSE_UP = "docker compose -f /opt/ghosthands/docker-compose.prod.yml up -d --remove-orphans"
+# Only the services that use ECR_IMAGE are brought up; others (redis, ...) are left as they run.
+COMPOSE_UP = "docker compose -f /opt/ghosthands/docker-compose.prod.yml up -d --no-deps --remove-orphans -- api worker"
 ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -360,8 +361,12 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(
     assert f"runs now: {v2}" in out
     image = f"{testbed_env['ECR_REGISTRY']}/ghosthands:{v3}"
     assert f"$ env ECR_IMAGE={image} {COMPOSE_UP}" in out
-    assert f"env ECR_IMAGE={image} docker compose -f /opt/ghosthands/docker-compose.prod.yml pull --quiet" in out
-    assert "rm --force --stop worker" in out and "/opt/ghosthands/.ghdeploy/lock XXXXXXXXXXXXXXXX" in out
+    assert (
+        f"env ECR_IMAGE={image} docker compose -f /opt/ghosthands/docker-compose.prod.yml pull --quiet -- api worker"
+        in out
+    )
+    assert 'stop -t "$t" -- "$s"' in out and "sh 35 worker" in out  # STOP_TIMEOUT, then rm
+    assert "/opt/ghosthands/.ghdeploy/lock XXXXXXXXXXXXXXXX" in out
     assert "123456789012-auth-token" not in out + proc.stderr
 
     doc = h1.json("deploy", "--deploy-only", "--dry-run", "--tag", v3)
