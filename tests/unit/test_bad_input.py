@@ -161,6 +161,9 @@ CASES: list[Case] = [
     key("DRAIN_TIMEOUT", "1.5", "deploy", "--deploy-only", "--tag", "v1"),
     key("STOP_TIMEOUT", "3601", *ROLLBACK),
     key("STOP_TIMEOUT", "10s", *AGENT),
+    # --- where the ECR token may go
+    key("ECR_REGISTRY_OVERRIDE", "yes", "deploy", "--deploy-only", "--tag", "v1"),
+    key("ECR_REGISTRY_OVERRIDE", "2", *AGENT),
     # --- agent
     key("AGENT_TAG", "-x", *AGENT),
     key("AGENT_TAG", "a b", *AGENT),
