@@ -289,6 +289,32 @@ def restore_ref(conn: Remote, record: ImageRecord) -> str:
     )
 
 
+def put_back_targeted(
+    op: Operation,
+    conn: Remote,
+    worker: hostops.TargetedWorker,
+    present: hostops.TargetedWorker | None,
+    has_backup: bool,
+    ref: str,
+) -> None:
+    """One targeted worker back as recorded: its backup if there is one, else the container as it
+    is (started if it ran), else recreated on its recorded image."""
+    label = conn.host.label
+    name = worker.spec.name
+    if has_backup:
+        op.reporter.step(label, f"putting back {name}")
+        hostops.restore_targeted(conn, worker)
+    elif present is not None and present.image.image_id == worker.image.image_id:
+        if worker.running:
+            hostops.require_ok(conn.run(rc.start_container(name), timeout=120), f"starting {name}", label)
+    elif present is not None:
+        op.reporter.step(label, f"recreating {name} on its previous image")
+        image = restore_ref(conn, worker.image) if worker.image.image_id else ref
+        hostops.replace_targeted(conn, op.layout, worker, image)
+    else:
+        raise OperationFailed(f"{label}: {name} is gone, and there is no backup of it to put back")
+
+
 def restore(op: Operation, conn: Remote, snapshot: Snapshot) -> str:
     """Put back exactly what `snapshot` recorded; health-check it. Returns the image ID. Not cancellable.
 
@@ -309,22 +335,18 @@ def restore(op: Operation, conn: Remote, snapshot: Snapshot) -> str:
     # Stop what runs now (compose worker, targeted workers), bring the app back on `ref`.
     switch_to(op, conn, Snapshot(services=current.services, targeted=current.targeted), ref, {})
     recreated: list[hostops.TargetedWorker] = []
-    for worker in snapshot.targeted:
-        name = worker.spec.name
-        present = now.get(name)
-        if name in backups:
-            op.reporter.step(label, f"putting back {name}")
-            hostops.restore_targeted(conn, worker)
-        elif present is not None and present.image.image_id == worker.image.image_id:
-            if worker.running:
-                hostops.require_ok(conn.run(rc.start_container(name), timeout=120), f"starting {name}", label)
-        elif present is not None:
-            op.reporter.step(label, f"recreating {name} on its previous image")
-            image = restore_ref(conn, worker.image) if worker.image.image_id else ref
-            hostops.replace_targeted(conn, op.layout, worker, image)
+    failed: list[str] = []
+    for worker in snapshot.targeted:  # each one, even when another could not be put back
+        try:
+            put_back_targeted(op, conn, worker, now.get(worker.spec.name), worker.spec.name in backups, ref)
+        except GhdeployError as exc:
+            failed.append(unlabel(str(exc), label))
+            continue
+        present = now.get(worker.spec.name)
+        if worker.spec.name not in backups and present is not None and present.image.image_id != worker.image.image_id:
             recreated.append(worker)
-        else:
-            raise OperationFailed(f"{label}: {name} is gone, and there is no backup of it to put back")
+    if failed:
+        raise OperationFailed(f"{label}: " + "; ".join(failed))
     wait_healthy(op, conn, None)
     check_running(conn, op, previous.image_id, snapshot.targeted)
     drop_backups(op, conn, Snapshot(targeted=recreated))

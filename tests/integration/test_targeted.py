@@ -2,8 +2,8 @@
 
 One test walks a host through three deploys, because every deploy costs real seconds on the
 shared testbed: a first deploy on an empty host with an extra `cache` service, a deploy that
-replaces targeted workers carrying their whole configuration, and a deploy whose `docker create`
-fails and must leave the old containers in place.
+replaces targeted workers carrying their whole configuration, and a deploy whose replacement of a
+targeted worker fails and must leave the old containers in place.
 """
 
 from __future__ import annotations
@@ -137,6 +137,10 @@ def test_targeted_workers_are_replaced_with_their_whole_configuration(h1, app_re
     before = containers("h1")
     old_a = inspect("gh-worker-aaaa0001")
 
+    # v2 ships an extra entrypoint that worker C below uses; v3 drops it
+    entry = app_repo / "app" / "c-entry"
+    entry.write_text('#!/bin/busybox sh\nexec /bin/busybox sh /app/start.sh "$@"\n')
+    entry.chmod(0o755)
     v2 = commit(app_repo, "v2")
     proc = h1("-v", "deploy")
     assert proc.returncode == 0, proc.stderr
@@ -163,18 +167,20 @@ def test_targeted_workers_are_replaced_with_their_whole_configuration(h1, app_re
 
     # --- a replacement that cannot be created: the old containers stay, the host goes back to v2
     host_docker("h1", "rm", "-f", "gh-worker-bbbb0002")
-    (DATA / "sub").mkdir()
+    v2_ref = host_docker("h1", "inspect", "--format", "{{.Config.Image}}", "ghosthands-api-1")
     docker_run_with_env(
         "-d", "--name", "gh-worker-cccc0003", "--network", "host", "--label", "gh.role=targeted-worker",
-        "--label", "gh.status_port=3104", "-e", "GH_WORKER_PORT=3104",
-        "--mount", f"type=bind,source={DATA}/sub,target=/sub", image, "worker", env={},
+        "--label", "gh.status_port=3104", "-e", "GH_WORKER_PORT=3104", "--entrypoint", "/app/c-entry",
+        v2_ref, "worker", env={},
     )  # fmt: skip
-    (DATA / "sub").rmdir()  # `docker create` now fails: a --mount bind source must exist
+    entry.unlink()  # on v3 the new C cannot start: its entrypoint is gone
     v2_image, a_id, c_id = api_image_id("h1"), a["Id"], containers("h1")["gh-worker-cccc0003"]
     commit(app_repo, "v3")
+    assert not (app_repo / "app" / "c-entry").exists()
     proc = h1("deploy")
     assert proc.returncode == 1, proc.stderr
-    assert "creating gh-worker-cccc0003" in proc.stdout + proc.stderr
+    assert "starting gh-worker-cccc0003 failed" in proc.stdout + proc.stderr
+    assert "rolled back" in proc.stdout
     assert api_image_id("h1") == v2_image
     now = containers("h1")
     assert now["gh-worker-cccc0003"] == c_id  # the very same container, put back and started
