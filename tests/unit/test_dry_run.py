@@ -7,6 +7,7 @@ making the plan must not change it.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -18,6 +19,7 @@ import pytest
 
 from ghdeploy import locks
 from ghdeploy import remote_commands as rc
+from ghdeploy.container_spec import ContainerSpec
 from ghdeploy.engine.host import Operation, run_host
 from ghdeploy.engine.plan import PLACEHOLDER_LOCK_ID, instant_clock, plan_host
 from ghdeploy.errors import RemoteCommandError
@@ -83,6 +85,9 @@ class FakeDockerHost:
             "Config": {"Image": f"{REPO}:v1", "Labels": {"com.docker.compose.service": name}},
         }
 
+    def named(self, name: str) -> dict[str, Any]:
+        return next(c for c in self.containers if c.get("Name") == f"/{name}")
+
     def state(self) -> Any:
         return copy.deepcopy((self.images, self.containers, self.files, self.lock, self.busy))
 
@@ -99,8 +104,9 @@ class FakeDockerHost:
         if argv[:3] == rc.release_lock(LAYOUT, "x")[:3]:
             self.lock = None
             return ok
-        if argv[2:3] == rc.registry_login(REGISTRY, "AWS", "/d")[2:3]:
-            assert stdin == TOKEN.encode()
+        if argv[2:3] == rc.write_registry_auth("/s", "/d")[2:3]:
+            auth = json.loads(stdin or b"{}")["auths"][REGISTRY]["auth"]
+            assert base64.b64decode(auth).decode() == f"AWS:{TOKEN}"
             return ok
         if "pull" in argv:
             self._add_new()
@@ -114,12 +120,23 @@ class FakeDockerHost:
         if argv[:2] == ["docker", "stop"]:
             self.containers[-1]["State"] = {"Status": "exited", "Running": False}
             return ok
-        if (
-            argv[2:3]
-            == rc.run_container(LAYOUT, rc.ContainerSpec("n", {}, [], None, [], None, None, None, None), "i")[2:3]
-        ):
-            image = argv[argv.index("--env-file") + 2]
-            self.containers[-1].update(Image=self.images[image]["Id"], State={"Status": "running", "Running": True})
+        if argv[2:3] == rc.create_container(LAYOUT, ContainerSpec("n", [], []), "i", True)[2:3]:
+            name, backup = argv[5], argv[6]
+            old = self.named(name)
+            old["Name"] = f"/{backup}"
+            new = copy.deepcopy(old)
+            image = argv[argv.index("--") + 1]
+            new.update(Id="n" * 64, Name=f"/{name}", Image=self.images[image]["Id"])
+            new["State"] = {"Status": "created", "Running": False}
+            self.containers.append(new)
+            return ok
+        if argv[:3] == ["docker", "container", "inspect"]:
+            return CommandResult(0, json.dumps([self.named(argv[-1])]), "")
+        if argv[:2] == ["docker", "start"]:
+            self.named(argv[-1])["State"] = {"Status": "running", "Running": True}
+            return ok
+        if argv[2:3] == rc.drop_backup("n")[2:3]:
+            self.containers = [c for c in self.containers if c.get("Name") != f"/{argv[-1]}"]
             return ok
         if argv[:3] == rc.read_file("/p")[:3]:
             return CommandResult(0, self.files.get(argv[-1], ""), "")
@@ -228,13 +245,13 @@ def test_the_plan_shows_no_secret_and_marks_what_changes_the_host() -> None:
     plan = plan_host(operation(), FakeDockerHost(), TARGET, "deploy")
     text = json.dumps(plan)
     assert TOKEN not in text
-    login = next(s for s in plan["steps"] if "--password-stdin" in s["command"])
+    login = next(s for s in plan["steps"] if "config.json" in s["command"])
     assert login["stdin"] and login["changes"]
     assert any("docker-config-XXXXXXXXXXXX" in c for c in plan["commands"])
     assert f"{LAYOUT.lock_dir} {PLACEHOLDER_LOCK_ID}" in plan["commands"][-1]
     reads = [s for s in plan["steps"] if not s["changes"]]
     assert reads and all(s["kind"] == "http" or "inspect" in s["command"] or "cat" in s["command"] for s in reads)
-    compose_up = f"env ECR_IMAGE={REPO}:v2 docker compose -f {LAYOUT.compose_file} up -d --remove-orphans"
+    compose_up = f"env ECR_IMAGE={REPO}:v2 docker compose -f {LAYOUT.compose_file} up -d --no-deps --remove-orphans -- api worker"
     assert compose_up in plan["commands"]
     assert plan["summary"][0] == "recording what runs now"
 
