@@ -21,6 +21,9 @@ class HostHistory:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # lines of the file that are not records
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "records": self.records, "error": self.error, "warnings": self.warnings}
+
 
 def _host_history(conn: Remote, layout: rc.RemoteLayout, limit: int, reporter: Reporter) -> HostHistory:
     warnings: list[str] = []
@@ -28,9 +31,6 @@ def _host_history(conn: Remote, layout: rc.RemoteLayout, limit: int, reporter: R
     for warning in warnings:
         reporter.warn(warning)
     return HostHistory(host=conn.host.label, records=records, warnings=warnings)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "records": self.records, "error": self.error}
 
 
 def history(config: Config, opts: HostOptions, reporter: Reporter, limit: int) -> list[HostHistory]:
