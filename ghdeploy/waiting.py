@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import httpx
+    from ghdeploy.transports.http11 import Client
 
 FIRST_INTERVAL = 0.05
 MAX_INTERVAL = 1.0
@@ -74,22 +74,22 @@ def wait_for(
         interval = min(interval * BACKOFF, max_interval)
 
 
-def health_ok(client: httpx.Client, port: int) -> bool:
-    import httpx
+def health_ok(client: Client, port: int) -> bool:
+    from ghdeploy.transports.http11 import HTTPError
 
     try:
         return client.get(f"http://localhost:{port}/health").status_code == 200
-    except httpx.HTTPError:
+    except HTTPError:
         return False
 
 
-def get_json(client: httpx.Client, url: str) -> tuple[int | None, Any]:
+def get_json(client: Client, url: str) -> tuple[int | None, Any]:
     """(status, parsed body or None); status None when nothing answered."""
-    import httpx
+    from ghdeploy.transports.http11 import HTTPError
 
     try:
         response = client.get(url)
-    except httpx.HTTPError:
+    except HTTPError:
         return None, None
     try:
         return response.status_code, response.json()
@@ -108,7 +108,7 @@ class DrainResult:
         return self.outcome in ("no-endpoint", "timeout")
 
 
-def worker_health(client: httpx.Client, port: int) -> dict[str, Any] | None:
+def worker_health(client: Client, port: int) -> dict[str, Any] | None:
     status, body = get_json(client, f"http://localhost:{port}/worker/health")
     if status != 200 or not isinstance(body, dict) or "deploy_safe" not in body:
         return None
@@ -116,7 +116,7 @@ def worker_health(client: httpx.Client, port: int) -> dict[str, Any] | None:
 
 
 def drain_worker(
-    client: httpx.Client,
+    client: Client,
     port: int,
     timeout: float,
     clock: Clock,
@@ -128,7 +128,7 @@ def drain_worker(
     left to the SIGTERM fallback (`docker compose stop -t STOP_TIMEOUT`), which the caller runs
     in every case.
     """
-    import httpx
+    from ghdeploy.transports.http11 import HTTPError
 
     start = clock.now()
     health = worker_health(client, port)
@@ -138,7 +138,7 @@ def drain_worker(
         return DrainResult("idle", clock.now() - start)
     try:
         response = client.post(f"http://localhost:{port}/worker/drain")
-    except httpx.HTTPError as exc:
+    except HTTPError as exc:
         return DrainResult("no-endpoint", clock.now() - start, f"POST /worker/drain failed: {exc}")
     if response.status_code >= 400:
         return DrainResult("no-endpoint", clock.now() - start, f"POST /worker/drain answered {response.status_code}")

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    import httpx
-
     from ghdeploy.hosts import Host
+    from ghdeploy.transports.http11 import Client
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,6 @@ class Remote(Protocol):
         """Like run, but a non-zero exit raises RemoteCommandError."""
         ...
 
-    def http_client(self, timeout: float = 5.0) -> httpx.Client:
+    def http_client(self, timeout: float = 5.0) -> Client:
         """An HTTP client whose requests to http://localhost:PORT reach that port on the host."""
         ...

@@ -13,14 +13,14 @@ import shlex
 import signal
 import socket
 import subprocess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ghdeploy.errors import GhdeployError, RemoteCommandError
 from ghdeploy.hosts import Host
 from ghdeploy.transports.base import CommandResult
 
 if TYPE_CHECKING:
-    import httpx
+    from ghdeploy.transports import http11
 
 # Hosts an engine request may name: the app's ports on this machine's loopback, nothing else.
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1"})
@@ -98,15 +98,15 @@ class LocalConnection:
             raise RemoteCommandError(self.host.label, shlex.join(argv), result.rc, result.stderr)
         return result
 
-    def http_client(self, timeout: float = 5.0) -> httpx.Client:
-        """An httpx.Client for http://localhost:PORT (sent to 127.0.0.1); any other host is refused.
+    def http_client(self, timeout: float = 5.0) -> http11.Client:
+        """A client for http://localhost:PORT (sent to 127.0.0.1); any other host is refused.
 
-        No proxy settings from the environment apply (trust_env=False): an HTTP_PROXY meant for
-        the registry must not swallow the health checks.
+        No proxy settings from the environment apply: an HTTP_PROXY meant for the registry must
+        not swallow the health checks.
         """
-        import httpx
+        from ghdeploy.transports.http11 import Client
 
-        return httpx.Client(transport=_loopback_transport(), timeout=timeout, trust_env=False)
+        return Client(_loopback_socket, timeout)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -116,19 +116,17 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.communicate(timeout=5)
 
 
-def _loopback_transport() -> httpx.BaseTransport:
-    import httpx
+def _loopback_socket(host: str, port: int, timeout: float) -> http11.Stream:
+    """Pins `localhost` to 127.0.0.1 (never ::1 or a resolver's answer) and refuses other hosts."""
+    from ghdeploy.transports.http11 import ConnectError, ConnectTimeout
 
-    class LoopbackTransport(httpx.HTTPTransport):
-        """Pins `localhost` to 127.0.0.1 (never ::1 or a resolver's answer) and refuses other hosts."""
-
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            if request.url.scheme != "http" or request.url.host not in LOOPBACK_NAMES:
-                raise httpx.ConnectError(
-                    f"the local transport only reaches http://localhost, not {request.url.scheme}://{request.url.host}",
-                    request=request,
-                )
-            request.url = request.url.copy_with(host="127.0.0.1")
-            return super().handle_request(request)
-
-    return LoopbackTransport(retries=0, trust_env=False)
+    if host not in LOOPBACK_NAMES:
+        raise ConnectError(f"the local transport only reaches http://localhost, not http://{host}")
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except TimeoutError as exc:
+        raise ConnectTimeout(f"connecting to 127.0.0.1:{port} timed out") from exc
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to 127.0.0.1:{port} ({exc.strerror or exc})") from exc
+    # socket.makefile's overloads are narrower than the protocol's; it is what http.client uses.
+    return cast("http11.Stream", sock)

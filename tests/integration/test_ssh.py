@@ -18,7 +18,7 @@ import pytest
 
 from ghdeploy.errors import HostKeyError, RemoteCommandError, SSHError
 from ghdeploy.hosts import Host, parse_host, parse_host_list
-from ghdeploy.transports import ssh
+from ghdeploy.transports import http11, ssh
 
 pytestmark = pytest.mark.integration
 
@@ -235,7 +235,7 @@ def test_http_client_reaches_the_hosts_own_localhost(conn: ssh.Connection, remot
             try:
                 response = client.get(url)
                 break
-            except httpx.ConnectError:
+            except http11.ConnectError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
@@ -252,7 +252,7 @@ def test_http_client_reaches_the_hosts_own_localhost(conn: ssh.Connection, remot
 
 def test_http_client_refused_port_is_connect_error(conn: ssh.Connection, remote_http: int) -> None:
     closed = remote_http + 1 if remote_http < 29999 else remote_http - 1
-    with conn.http_client(timeout=5) as client, pytest.raises(httpx.ConnectError):
+    with conn.http_client(timeout=5) as client, pytest.raises(http11.ConnectError):
         client.get(f"http://localhost:{closed}/health")
     # The SSH connection survives a refused tunnel.
     assert conn.run(["true"]).rc == 0

@@ -73,7 +73,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def test_local_http_client_reaches_loopback_only() -> None:
-    import httpx
+    from ghdeploy.transports.http11 import ConnectError
 
     server = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -83,7 +83,7 @@ def test_local_http_client_reaches_loopback_only() -> None:
         with LocalConnection().http_client(timeout=2) as client:
             response = client.get(f"http://localhost:{port}/health")
             assert response.status_code == 200 and response.json()["path"] == "/health"
-            with pytest.raises(httpx.ConnectError, match="only reaches http://localhost"):
+            with pytest.raises(ConnectError, match="only reaches http://localhost"):
                 client.get("http://10.77.1.2:3100/health")
     finally:
         server.shutdown()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import io
 import os
 import shlex
 import socket
@@ -15,7 +16,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import httpx
 import paramiko
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ghdeploy.errors import HostKeyError, RemoteCommandError, SSHError
 from ghdeploy.hosts import Host, parse_host
-from ghdeploy.transports import ssh
+from ghdeploy.transports import http11, ssh
 from ghdeploy.transports.ssh import hostkeys
 
 # --- helpers ----------------------------------------------------------------------------
@@ -464,8 +464,8 @@ class FakeHTTPChannel:
         data, self.pending = self.pending[:n], self.pending[n:]
         return data
 
-    def recv_ready(self) -> bool:
-        return bool(self.pending)
+    def makefile(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self.pending)
 
     def close(self) -> None:
         self.closed = True
@@ -483,22 +483,22 @@ def test_http_client_opens_direct_tcpip_to_the_url_host_and_port() -> None:
     assert channel.closed
 
 
-def test_http_client_refused_port_is_httpx_connect_error() -> None:
+def test_http_client_refused_port_is_connect_error() -> None:
     transport = FakeTransport(open_error=paramiko.ChannelException(2, "Connect failed"))
-    with _connection(transport).http_client() as client, pytest.raises(httpx.ConnectError, match="Connect failed"):
+    with _connection(transport).http_client() as client, pytest.raises(http11.ConnectError, match="Connect failed"):
         client.get("http://localhost:3101/worker/health")
 
 
 def test_http_client_channel_open_timeout_is_connect_timeout() -> None:
     transport = FakeTransport(open_error=paramiko.SSHException("Timeout opening channel."))
-    with _connection(transport).http_client() as client, pytest.raises(httpx.ConnectTimeout):
+    with _connection(transport).http_client() as client, pytest.raises(http11.ConnectTimeout):
         client.get("http://localhost:3100/health")
 
 
 def test_http_client_refuses_https() -> None:
     transport = FakeTransport()
     transport.channel = FakeHTTPChannel()  # type: ignore[assignment]
-    with _connection(transport).http_client() as client, pytest.raises(httpx.ConnectError, match="https"):
+    with _connection(transport).http_client() as client, pytest.raises(http11.ConnectError, match="https"):
         client.get("https://localhost:3100/health")
 
 

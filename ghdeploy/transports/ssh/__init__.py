@@ -8,7 +8,7 @@ By concern: `route` (ssh config, ProxyJump), `hostkeys` (known_hosts, the unknow
 policy), `diagnose` (connect errors as one clear line), `connection` (opening hops, the
 Connection), `runner` (one command), `tunnel` (HTTP over channels).
 
-paramiko, httpx and httpcore are imported inside functions only: `ghdeploy --help` loads
+paramiko is imported inside functions only: `ghdeploy --help` loads
 these names (through the CLI's imports) and must stay as cheap as `import typer`. Every
 third-party exception is translated into SSHError / HostKeyError / RemoteCommandError, whose
 message names the host and whose hint says what to do.

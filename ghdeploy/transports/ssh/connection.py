@@ -23,8 +23,9 @@ from ghdeploy.transports.ssh.runner import CommandResult
 from ghdeploy.transports.ssh.settings import SSHSettings
 
 if TYPE_CHECKING:
-    import httpx
     import paramiko
+
+    from ghdeploy.transports import http11
 
     from ghdeploy.transports.ssh.stream import RemoteStream
 
@@ -201,7 +202,7 @@ class Connection:
             raise RemoteCommandError(self.host.label, shlex.join(argv), result.rc, result.stderr)
         return result
 
-    def http_client(self, timeout: float = 5.0) -> httpx.Client:
+    def http_client(self, timeout: float = 5.0) -> http11.Client:
         """HTTP to the host's own localhost through the SSH connection (see tunnel.http_client).
 
         `client.get("http://localhost:3100/health")` reaches the host's own localhost:3100. Close
