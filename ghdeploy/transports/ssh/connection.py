@@ -18,6 +18,7 @@ from ghdeploy.hosts import Host
 from ghdeploy.transports.ssh import runner
 from ghdeploy.transports.ssh.diagnose import load_private_key, translate_connect_error
 from ghdeploy.transports.ssh.hostkeys import changed_key_error, load_known_hosts, policy_class
+from ghdeploy.transports.ssh.importing import import_paramiko
 from ghdeploy.transports.ssh.route import Endpoint, Route, load_ssh_config, resolve_route
 from ghdeploy.transports.ssh.runner import CommandResult
 from ghdeploy.transports.ssh.settings import SSHSettings
@@ -133,6 +134,7 @@ def connect(host: Host, settings: SSHSettings) -> Connection:
     Raises HostKeyError for an unknown (unless accept_new_host_key) or changed host key and
     SSHError for everything else that stops the connection.
     """
+    import_paramiko(settings.ssh_config)
     _quiet_paramiko_logging()
     config = load_ssh_config(settings.ssh_config, host.label)
     route = resolve_route(host, config, settings.key_file)
