@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     import paramiko
 
     from ghdeploy.transports import http11
-
     from ghdeploy.transports.ssh.stream import RemoteStream
 
 
