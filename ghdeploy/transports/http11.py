@@ -3,10 +3,11 @@
 The engine only ever GETs or POSTs small JSON documents to a port on the host's own localhost
 (/health, /health/version, /worker/health, /worker/drain). A full client stack (httpx +
 httpcore, which pulls in anyio and trio when installed) costs 100+ ms of imports on every
-`verify` and `status`; the standard library's http.client parses HTTP/1.1 (chunked bodies,
-keep-alive framing) correctly and costs a fraction of that. Each request opens its own stream
-(over SSH: one `direct-tcpip` channel, one round trip) and closes it after the body, so there
-is no pool to manage and no stale keep-alive connection to detect.
+`verify` and `status`, and the standard library's http.client pulls in ssl and email (~25 ms).
+h11 (the HTTP/1.1 state machine httpcore itself is built on) parses the wire format, chunked
+bodies included, for a few ms of import. Each request opens its own stream (over SSH: one
+`direct-tcpip` channel, one round trip) and closes it after the body, so there is no pool to
+manage and no stale keep-alive connection to detect.
 
 The stream comes from an opener, so the same client runs over an SSH channel (the SSH
 transport) and over a loopback TCP socket (the local transport).
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
+
+_READ_CHUNK = 65536
 
 
 class HTTPError(Exception):
@@ -42,11 +45,11 @@ class ReadTimeout(ReadError):
 
 
 class Stream(Protocol):
-    """What http.client needs of a connected stream; socket.socket and paramiko.Channel have it."""
+    """A connected byte stream; socket.socket and paramiko.Channel both are one."""
 
     def sendall(self, data: bytes) -> Any: ...
 
-    def makefile(self, mode: str) -> Any: ...
+    def recv(self, size: int) -> bytes: ...
 
     def settimeout(self, timeout: float | None) -> None: ...
 
@@ -104,8 +107,9 @@ class Client:
     def request(
         self, method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> Response:
-        import http.client
         from urllib.parse import urlsplit
+
+        import h11
 
         parts = urlsplit(url)
         if parts.scheme != "http":
@@ -119,44 +123,43 @@ class Client:
         except ValueError as exc:
             raise ConnectError(f"bad port in {url!r}") from exc
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        fields = [("Host", f"{host}:{port}"), ("Connection", "close"), *(headers or {}).items()]
+        if body is not None or method == "POST":
+            fields.append(("Content-Length", str(len(body or b""))))
         stream = self._opener(host, port, self.timeout)
         try:
             stream.settimeout(self.timeout)
-            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
-            # Already connected: http.client writes to and reads from it as it would a socket.
-            conn.sock = _KeptOpen(stream)
-            conn.request(method, target, body=body, headers={"Connection": "close", **(headers or {})})
-            reply = conn.getresponse()
-            content = reply.read()
-            return Response(reply.status, content, {k.lower(): v for k, v in reply.getheaders()})
+            conn = h11.Connection(h11.CLIENT)
+            data = conn.send(h11.Request(method=method, target=target, headers=fields))
+            if body:
+                data += conn.send(h11.Data(data=body))
+            stream.sendall(data + conn.send(h11.EndOfMessage()))
+            return _read_response(conn, stream)
         except TimeoutError as exc:
             raise ReadTimeout(f"{method} {url}: no answer within {self.timeout:g} s") from exc
-        except (http.client.HTTPException, OSError, EOFError, ValueError) as exc:
+        except (h11.ProtocolError, OSError, EOFError) as exc:
             raise ReadError(f"{method} {url}: {exc or type(exc).__name__}") from exc
         finally:
             stream.close()
 
 
-class _KeptOpen:
-    """The stream as http.client sees it, minus close().
+def _read_response(conn: Any, stream: Stream) -> Response:
+    import h11
 
-    http.client closes its socket as soon as it has read the headers of a `Connection: close`
-    reply and relies on the socket staying readable through the makefile() it handed to the
-    response; an SSH channel closes at once, which would cut off the body. We close the stream
-    ourselves once the body is read.
-    """
-
-    def __init__(self, stream: Stream) -> None:
-        self._stream = stream
-
-    def sendall(self, data: bytes) -> Any:
-        return self._stream.sendall(data)
-
-    def makefile(self, mode: str) -> Any:
-        return self._stream.makefile(mode)
-
-    def settimeout(self, timeout: float | None) -> None:
-        self._stream.settimeout(timeout)
-
-    def close(self) -> None:
-        pass
+    status = 0
+    headers: dict[str, str] = {}
+    chunks: list[bytes] = []
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            # b"" (the peer closed) tells h11 the body ends here, or that the reply was cut short.
+            conn.receive_data(stream.recv(_READ_CHUNK))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
+        elif isinstance(event, h11.Data):
+            chunks.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            if not status:
+                raise h11.RemoteProtocolError("closed before a response")
+            return Response(status, b"".join(chunks), headers)

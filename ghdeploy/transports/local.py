@@ -13,7 +13,7 @@ import shlex
 import signal
 import socket
 import subprocess
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ghdeploy.errors import GhdeployError, RemoteCommandError
 from ghdeploy.hosts import Host
@@ -123,10 +123,8 @@ def _loopback_socket(host: str, port: int, timeout: float) -> http11.Stream:
     if host not in LOOPBACK_NAMES:
         raise ConnectError(f"the local transport only reaches http://localhost, not http://{host}")
     try:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        return socket.create_connection(("127.0.0.1", port), timeout=timeout)
     except TimeoutError as exc:
         raise ConnectTimeout(f"connecting to 127.0.0.1:{port} timed out") from exc
     except OSError as exc:
         raise ConnectError(f"cannot connect to 127.0.0.1:{port} ({exc.strerror or exc})") from exc
-    # socket.makefile's overloads are narrower than the protocol's; it is what http.client uses.
-    return cast("http11.Stream", sock)

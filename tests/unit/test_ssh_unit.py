@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
-import io
 import os
 import shlex
 import socket
@@ -463,9 +462,6 @@ class FakeHTTPChannel:
     def recv(self, n: int) -> bytes:
         data, self.pending = self.pending[:n], self.pending[n:]
         return data
-
-    def makefile(self, mode: str) -> io.BytesIO:
-        return io.BytesIO(self.pending)
 
     def close(self) -> None:
         self.closed = True
