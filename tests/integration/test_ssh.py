@@ -6,8 +6,10 @@ Each test runs with HOME pointed at an empty directory, so the developer's own
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +18,12 @@ import httpx
 import paramiko
 import pytest
 
+from ghdeploy.engine.fleet import close_all, connect_all
 from ghdeploy.errors import HostKeyError, RemoteCommandError, SSHError
 from ghdeploy.hosts import Host, parse_host, parse_host_list
+from ghdeploy.progress import NullReporter
 from ghdeploy.transports import http11, ssh
+from ghdeploy.transports.ssh.connection import JUMPS
 
 pytestmark = pytest.mark.integration
 
@@ -280,6 +285,48 @@ def test_proxyjump_from_ssh_config_reaches_the_jump_only_host(
         assert [hop.hostname for hop in connection.route.jumps] == [host.hostname]
         addresses = connection.check(["ip", "-4", "-o", "addr"]).stdout
         assert f" {jump_host.hostname}/" in addresses
+
+
+def _tcp_connections_to(address: str) -> int:
+    """Established TCP connections from this process to address:22 (as the kernel sees them)."""
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", "dst", f"{address}:22"], capture_output=True, text=True, check=True
+    ).stdout
+    return sum(1 for line in out.splitlines() if f"pid={os.getpid()}," in line)
+
+
+def test_hosts_behind_one_jump_host_share_one_connection_to_it(
+    host: Host, jump_host: Host, testbed_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Three targets behind the jump host h1 (the jump-only host under two names, and h1's own
+    # sshd reached from inside h1), connected at once as a fleet command does.
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host behind-a behind-b\n  HostName {jump_host.hostname}\n  User {jump_host.user}\n  ProxyJump {host.label}\n"
+        f"Host itself\n  HostName {host.hostname}\n  User {host.user}\n  ProxyJump {host.label}\n"
+    )
+    settings = ssh.SSHSettings(
+        key_file=Path(testbed_env["EC2_KEY"]),
+        known_hosts=Path(testbed_env["SSH_KNOWN_HOSTS"]),
+        ssh_config=config,
+        connect_timeout=5,
+    )
+    before = _tcp_connections_to(host.hostname)
+    conns, errors = connect_all([Host("behind-a"), Host("behind-b"), Host("itself")], settings, NullReporter())
+    try:
+        assert errors == {}, errors
+        assert _tcp_connections_to(host.hostname) == before + 1
+        assert JUMPS.open_count() == 1
+        for label in ("behind-a", "behind-b"):
+            assert f" {jump_host.hostname}/" in conns[label].check(["ip", "-4", "-o", "addr"]).stdout
+        assert conns["itself"].run(["true"]).rc == 0
+        # Closing one target leaves the others (and their shared jump) working.
+        conns.pop("behind-a").close()
+        assert conns["behind-b"].run(["true"]).rc == 0
+    finally:
+        close_all(conns)
+    assert JUMPS.open_count() == 0
+    assert _tcp_connections_to(host.hostname) == before
 
 
 def test_proxyjump_host_keys_are_checked_too(

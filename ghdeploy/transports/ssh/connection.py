@@ -7,9 +7,11 @@ must stay as cheap as `import typer`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import shlex
 import socket
+from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,7 @@ from ghdeploy.transports.ssh import runner
 from ghdeploy.transports.ssh.diagnose import load_private_key, translate_connect_error
 from ghdeploy.transports.ssh.hostkeys import changed_key_error, load_known_hosts, policy_class
 from ghdeploy.transports.ssh.importing import import_paramiko
+from ghdeploy.transports.ssh.jumps import SharedJumps
 from ghdeploy.transports.ssh.route import Endpoint, Route, load_ssh_config, resolve_route
 from ghdeploy.transports.ssh.runner import CommandResult
 from ghdeploy.transports.ssh.settings import SSHSettings
@@ -127,30 +130,43 @@ def _forward(
         raise translate_connect_error(exc, hop, route, settings) from exc
 
 
+# Every connect() in this process shares jump-host connections (see jumps.py).
+JUMPS = SharedJumps()
+
+
 def connect(host: Host, settings: SSHSettings) -> Connection:
     """Open an authenticated SSH connection to `host` (through its ProxyJump hops, if any).
 
-    Raises HostKeyError for an unknown (unless accept_new_host_key) or changed host key and
-    SSHError for everything else that stops the connection.
+    Jump hops are shared with every other connection through the same hops and settings: a
+    fleet behind one bastion holds one connection to it. Raises HostKeyError for an unknown
+    (unless accept_new_host_key) or changed host key and SSHError for everything else that stops
+    the connection.
     """
     import_paramiko(settings.ssh_config)
     _quiet_paramiko_logging()
     config = load_ssh_config(settings.ssh_config, host.label)
     route = resolve_route(host, config, settings.key_file)
-    hops = [*route.jumps, route.target]
-    clients: list[paramiko.SSHClient] = []
-    sock: paramiko.Channel | None = None
+    leases: list[Hashable] = []
+    previous: tuple[paramiko.SSHClient, Endpoint] | None = None
+
+    def open_hop(hop: Endpoint, before: tuple[paramiko.SSHClient, Endpoint] | None) -> paramiko.SSHClient:
+        # The channel through the previous hop is opened only when this hop really needs a
+        # new connection: a shared jump that is already up needs none.
+        sock = None if before is None else _forward(before[0], before[1], hop, route, settings)
+        return _open_hop(hop, route, settings, sock)
+
     try:
-        for index, hop in enumerate(hops):
-            client = _open_hop(hop, route, settings, sock)
-            clients.append(client)
-            if index + 1 < len(hops):
-                sock = _forward(client, hop, hops[index + 1], route, settings)
+        for index, jump in enumerate(route.jumps):
+            key = (settings, route.jumps[: index + 1])
+            client = JUMPS.acquire(key, functools.partial(open_hop, jump, previous))
+            leases.append(key)
+            previous = (client, jump)
+        target = open_hop(route.target, previous)
     except BaseException:
-        for client in reversed(clients):
-            client.close()
+        for lease in reversed(leases):
+            JUMPS.release(lease)
         raise
-    return Connection(host, route, clients, settings)
+    return Connection(host, route, [target], settings, release=[functools.partial(JUMPS.release, k) for k in leases])
 
 
 class Connection:
@@ -162,12 +178,15 @@ class Connection:
         route: Route,
         clients: list[paramiko.SSHClient],
         settings: SSHSettings,
+        release: list[Callable[[], None]] | None = None,
     ) -> None:
         self.host = host
         self.route = route
         self.settings = settings
-        # Jump clients first, the target last; closed in reverse.
+        # The clients this connection owns (the target last), closed in reverse; then the
+        # leases on shared jump connections are given back, nearest hop first.
         self._clients = clients
+        self._release = release or []
         transport = clients[-1].get_transport()
         assert transport is not None
         self._transport: paramiko.Transport = transport
@@ -189,6 +208,9 @@ class Connection:
     def close(self) -> None:
         for client in reversed(self._clients):
             client.close()
+        release, self._release = self._release, []
+        for give_back in reversed(release):
+            give_back()
 
     def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
         """Run argv on the host (see runner.run): stdin is written then closed, never in argv."""
