@@ -45,7 +45,7 @@ def translate_connect_error(exc: BaseException, endpoint: Endpoint, route: Route
         return SSHError(
             label,
             f"{prefix}connection refused by {where}",
-            f"is sshd running on the host, and is {endpoint.port} the right port?",
+            f"is sshd running on the host, and is {endpoint.port} the right port (EC2_HOST=user@host:port)?",
         )
     if isinstance(exc, TimeoutError):
         return SSHError(
