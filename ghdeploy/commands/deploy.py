@@ -9,8 +9,9 @@ from pathlib import Path
 from ghdeploy import hostops, locks, registry
 from ghdeploy.commands.common import operation, resolve_hosts
 from ghdeploy.config import Config
-from ghdeploy.engine.fleet import Fleet, HostOptions, open_fleet, rolling
+from ghdeploy.engine.fleet import Fleet, HostOptions, open_fleet
 from ghdeploy.engine.plan import plan_host
+from ghdeploy.engine.prepull import pull_then_roll
 from ghdeploy.errors import ConfigError, LocalToolError, PreflightError
 from ghdeploy.gitinfo import git_state
 from ghdeploy.hosts import Host
@@ -139,8 +140,10 @@ def deploy(
         if current is not None:
             report.fleet = current
             return report
-        report.fleet = rolling(op, fleet.remotes, fleet.order, lambda _label: target, batch, "deploy")
-        timings["deploy"] = time.monotonic() - t
+        # Every host pulls at once first; the rolling switch then finds the image present.
+        t = time.monotonic()
+        report.fleet, timings["pull"] = pull_then_roll(op, fleet.remotes, fleet.order, lambda _label: target, batch)
+        timings["deploy"] = time.monotonic() - t - timings["pull"]
         if report.fleet.succeeded and mode == "full" and expect_sha:
             t = time.monotonic()
             reporter.step(None, "verifying /health/version on every host")

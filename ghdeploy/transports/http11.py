@@ -75,12 +75,41 @@ class Response:
         return jsonlib.loads(self.content)
 
 
-class Client:
-    """GET/POST to http://HOST:PORT/... through streams from `opener`. Not pooled; thread-safe."""
+@dataclass(frozen=True)
+class Request:
+    method: str
+    host: str
+    port: int
+    target: str  # path and query
+    body: bytes = b""
 
-    def __init__(self, opener: Opener, timeout: float = 5.0) -> None:
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.target}"
+
+
+# Answers a request without any network (the dry run's simulated host, tests).
+Handler = Callable[[Request], Response]
+
+
+class Client:
+    """GET/POST to http://HOST:PORT/... through streams from `opener`. Not pooled; thread-safe.
+
+    With `handler` instead of an opener, requests are answered by it (no stream at all).
+    `on_request` callbacks see every request before it is sent (the recording transport).
+    """
+
+    def __init__(self, opener: Opener | None = None, timeout: float = 5.0, *, handler: Handler | None = None) -> None:
+        if (opener is None) == (handler is None):
+            raise ValueError("give an opener or a handler")
         self._opener = opener
+        self._handler = handler
         self.timeout = timeout
+        self.on_request: list[Callable[[Request], None]] = []
 
     def __enter__(self) -> Client:
         return self
@@ -123,6 +152,12 @@ class Client:
         except ValueError as exc:
             raise ConnectError(f"bad port in {url!r}") from exc
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        request = Request(method, host, port, target, body or b"")
+        for hook in self.on_request:
+            hook(request)
+        if self._handler is not None:
+            return self._handler(request)
+        assert self._opener is not None
         fields = [("Host", f"{host}:{port}"), ("Connection", "close"), *(headers or {}).items()]
         if body is not None or method == "POST":
             fields.append(("Content-Length", str(len(body or b""))))

@@ -24,9 +24,8 @@ from ghdeploy.errors import RemoteCommandError
 from ghdeploy.transports.base import CommandResult, Remote
 
 if TYPE_CHECKING:
-    import httpx
-
     from ghdeploy.hosts import Host
+    from ghdeploy.transports import http11
 
 STDIN_NOTE = "   # stdin: not shown"
 
@@ -146,16 +145,14 @@ class RecordingRemote:
         self._record_run(argv, stdin)
         return self.backend.check(argv, stdin=stdin, timeout=timeout)
 
-    def http_client(self, timeout: float = 5.0) -> httpx.Client:
+    def http_client(self, timeout: float = 5.0) -> http11.Client:
         client = self.backend.http_client(timeout)
 
-        def record(request: httpx.Request) -> None:
-            url = request.url
-            text = f"{request.method} {url.host}:{url.port}{url.path}"
+        def record(request: http11.Request) -> None:
+            text = f"{request.method} {request.host}:{request.port}{request.path}"
             self._record(Recorded("http", text, changes=request.method not in ("GET", "HEAD")))
 
-        hooks = client.event_hooks
-        client.event_hooks = {"request": [*hooks.get("request", []), record], "response": hooks.get("response", [])}
+        client.on_request.append(record)
         return client
 
     def close(self) -> None:
@@ -190,7 +187,7 @@ class SimulatedHost:
         self._files: dict[str, str | None] = {}
         self._drained: set[int] = set()
         self._switched = False
-        self._http: httpx.Client | None = None
+        self._http: http11.Client | None = None
 
     # the model
 
@@ -362,37 +359,35 @@ class SimulatedHost:
             raise RemoteCommandError(self.host.label, rc.render(argv), result.rc, result.stderr)
         return result
 
-    def http_client(self, timeout: float = 5.0) -> httpx.Client:
-        import httpx
+    def http_client(self, timeout: float = 5.0) -> http11.Client:
+        from ghdeploy.transports.http11 import Client
 
-        return httpx.Client(transport=httpx.MockTransport(self._answer), timeout=timeout)
+        return Client(handler=self._answer, timeout=timeout)
 
-    def _answer(self, request: httpx.Request) -> httpx.Response:
-        import httpx
+    def _answer(self, request: http11.Request) -> http11.Response:
+        from ghdeploy.transports.http11 import Response
 
-        port, path = request.url.port or 80, request.url.path
+        port, path = request.port, request.path
         if request.method == "POST" and path == "/worker/drain":
             self._drained.add(port)
-            return httpx.Response(202, json={"draining": True})
+            return Response(202, b'{"draining": true}')
         if path == "/worker/health" and not self._switched and port not in self._drained:
             return self._real_get(request)
         if path == "/worker/health":
-            return httpx.Response(200, json={"deploy_safe": True, "active_jobs": 0})
+            return Response(200, b'{"deploy_safe": true, "active_jobs": 0}')
         if path == "/health" and not self._switched:
             return self._real_get(request)
-        return httpx.Response(200, json={"status": "ok"})
+        return Response(200, b'{"status": "ok"}')
 
-    def _real_get(self, request: httpx.Request) -> httpx.Response:
-        import httpx
+    def _real_get(self, request: http11.Request) -> http11.Response:
+        from ghdeploy.transports.http11 import ConnectError, HTTPError
 
         if self._http is None:
             self._http = self.real.http_client(timeout=5.0)
         try:
-            answer = self._http.get(str(request.url))
-        except httpx.HTTPError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from None
-        content_type = answer.headers.get("content-type", "application/octet-stream")
-        return httpx.Response(answer.status_code, content=answer.content, headers={"content-type": content_type})
+            return self._http.get(request.url)
+        except HTTPError as exc:
+            raise ConnectError(str(exc)) from None
 
     def close(self) -> None:
         if self._http is not None:

@@ -14,7 +14,6 @@ import re
 import threading
 from typing import Any
 
-import httpx
 import pytest
 
 from ghdeploy import locks
@@ -27,6 +26,7 @@ from ghdeploy.hosts import Host
 from ghdeploy.progress import NullReporter
 from ghdeploy.registry import RegistryAuth
 from ghdeploy.results import Target
+from ghdeploy.transports import http11
 from ghdeploy.transports.base import CommandResult
 from ghdeploy.transports.recording import PULLED_ID, Recorded, RecordingRemote, collapse_polls, read_only
 
@@ -157,25 +157,24 @@ class FakeDockerHost:
             raise RemoteCommandError(self.host.label, rc.render(argv), result.rc, result.stderr)
         return result
 
-    def http_client(self, timeout: float = 5.0) -> httpx.Client:
+    def http_client(self, timeout: float = 5.0) -> http11.Client:
         lock = threading.Lock()
 
-        def answer(request: httpx.Request) -> httpx.Response:
-            port, path = request.url.port, request.url.path
+        def answer(request: http11.Request) -> http11.Response:
+            port, path = request.port, request.path
             with lock:
                 if path == "/health":
-                    return httpx.Response(200 if self.up else 503)
+                    return http11.Response(200 if self.up else 503, b"")
                 if path == "/worker/drain" and request.method == "POST":
-                    return httpx.Response(202)
+                    return http11.Response(202, b"")
                 if path == "/worker/health":
-                    assert port is not None
                     if self.busy.get(port) and self.polls_until_drained[port] > 0:
                         self.polls_until_drained[port] -= 1
-                        return httpx.Response(200, json={"deploy_safe": False, "active_jobs": 1})
-                    return httpx.Response(200, json={"deploy_safe": True, "active_jobs": 0})
-            return httpx.Response(404)
+                        return http11.Response(200, json.dumps({"deploy_safe": False, "active_jobs": 1}).encode())
+                    return http11.Response(200, json.dumps({"deploy_safe": True, "active_jobs": 0}).encode())
+            return http11.Response(404, b"")
 
-        return httpx.Client(transport=httpx.MockTransport(answer), timeout=timeout)
+        return http11.Client(handler=answer, timeout=timeout)
 
 
 def operation() -> Operation:

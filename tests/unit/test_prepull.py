@@ -1,0 +1,89 @@
+"""The fleet deploy pulls on every host first (bounded), and a failed pull stops it before any switch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from ghdeploy.engine import host as engine
+from ghdeploy.engine import prepull as engine_prepull
+from ghdeploy.errors import OperationFailed
+from tests.unit.test_deploy_logic import TARGET, FakeConn, Steps, operation
+
+HOSTS = ["h1", "h2", "h3"]
+
+
+def conns(labels: list[str]) -> Any:
+    return {label: FakeConn(label) for label in labels}
+
+
+def test_every_host_pulls_before_any_host_is_drained(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch)
+    result, _ = engine_prepull.pull_then_roll(operation(), conns(HOSTS), HOSTS, lambda _label: TARGET, batch=1)
+    assert result.succeeded
+    first_drain = steps.calls.index("drain")
+    # Three pulls up front, then each host's own (image-present) check inside its turn.
+    assert steps.calls[:first_drain].count("pull") == 3 + 1
+    assert steps.calls[:3] == ["pull", "pull", "pull"]
+    assert steps.calls.count("switch") == 3
+
+
+def test_a_failed_pull_stops_the_deploy_before_any_host_is_switched(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch)
+
+    def pull(op: engine.Operation, conn: FakeConn, target: engine.Target) -> str:
+        steps.calls.append(f"pull {conn.host.label}")
+        if conn.host.label == "h2":
+            raise OperationFailed(f"{conn.host.label}: docker compose pull failed: manifest unknown")
+        return "sha256:" + "b" * 64
+
+    monkeypatch.setattr(engine, "ensure_image", pull)
+    result, _ = engine_prepull.pull_then_roll(operation(), conns(HOSTS), HOSTS, lambda _label: TARGET, batch=1)
+    assert sorted(steps.calls) == ["pull h1", "pull h2", "pull h3"]  # no snapshot, drain, switch
+    assert not result.succeeded and not result.interrupted
+    by_host = {h.host: h for h in result.hosts}
+    assert by_host["h2"].result == "failed"
+    assert by_host["h2"].error == "pull failed: docker compose pull failed: manifest unknown"
+    for label in ("h1", "h3"):
+        assert by_host[label].result == "untouched"
+        assert by_host[label].notes == ["not switched: the image could not be pulled on h2"]
+    assert steps.records == []  # no history written: no host was touched
+
+
+def test_pulls_run_in_parallel_but_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def pull(op: engine.Operation, conn: FakeConn, target: engine.Target) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return "sha256:" + "b" * 64
+
+    monkeypatch.setattr(engine, "ensure_image", pull)
+    labels = [f"h{n}" for n in range(12)]
+    assert engine_prepull.prepull(operation(), conns(labels), labels, lambda _label: TARGET, limit=4) is None
+    assert 1 < peak <= 4
+
+
+def test_interrupted_during_the_pulls_switches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch)
+    cancel = threading.Event()
+
+    def pull(op: engine.Operation, conn: FakeConn, target: engine.Target) -> str:
+        cancel.set()  # Ctrl-C while the images download
+        return "sha256:" + "b" * 64
+
+    monkeypatch.setattr(engine, "ensure_image", pull)
+    result, _ = engine_prepull.pull_then_roll(operation(cancel), conns(HOSTS), HOSTS, lambda _label: TARGET, batch=1)
+    assert result.interrupted and not result.succeeded
+    assert all(h.result == "untouched" for h in result.hosts)
+    assert "drain" not in steps.calls and "switch" not in steps.calls
