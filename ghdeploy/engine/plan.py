@@ -13,6 +13,7 @@ from typing import Any
 
 from ghdeploy import locks
 from ghdeploy.engine.host import Operation, run_host
+from ghdeploy.engine.prepull import prepull
 from ghdeploy.progress import RecordingReporter
 from ghdeploy.results import Target
 from ghdeploy.transports.base import Remote
@@ -50,7 +51,12 @@ def plan_host(op: Operation, conn: Remote, target: Target, action: str) -> dict[
     try:
         info = locks.lock_info(op.operator, action, target.label, op.message)
         locks.acquire(recorder, op.layout, {**info, "id": PLACEHOLDER_LOCK_ID})
-        result = run_host(dry, recorder, target, action)
+        # A deploy pulls on every host before any host is switched (engine/prepull.py): the
+        # same function, on this host alone, so the plan keeps the real order of commands.
+        stopped = (
+            prepull(dry, {label: recorder}, [label], lambda _label: target, action) if action == "deploy" else None
+        )
+        result = stopped.hosts[0] if stopped is not None else run_host(dry, recorder, target, action)
         locks.release(recorder, op.layout, PLACEHOLDER_LOCK_ID)
     finally:
         simulated.close()

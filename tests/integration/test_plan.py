@@ -59,7 +59,9 @@ def test_the_dry_run_plan_is_what_the_real_deploy_then_runs(h1: Cli, app_repo: P
     v2 = push(h1, app_repo, "v2")
 
     (item,) = h1.json("deploy", "--deploy-only", "--dry-run", "--tag", v2)["plan"]
-    assert item["summary"][:2] == ["recording what runs now", f"pulling ghosthands:{v2}"]
+    # Every host pulls first (all at once), then the host's own sequence starts.
+    assert item["summary"][:2] == [f"pulling ghosthands:{v2}", "image ready, waiting for the switch"]
+    assert item["summary"][2] == "recording what runs now"
 
     real = h1("-v", "deploy", "--deploy-only", "--tag", v2)
     assert real.returncode == 0, real.stderr

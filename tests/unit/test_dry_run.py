@@ -21,6 +21,7 @@ from ghdeploy import remote_commands as rc
 from ghdeploy.container_spec import ContainerSpec
 from ghdeploy.engine.host import Operation, run_host
 from ghdeploy.engine.plan import PLACEHOLDER_LOCK_ID, instant_clock, plan_host
+from ghdeploy.engine.prepull import pull_then_roll
 from ghdeploy.errors import RemoteCommandError
 from ghdeploy.hosts import Host
 from ghdeploy.progress import NullReporter
@@ -196,10 +197,16 @@ TARGET = Target(ref=f"{REPO}:v2", label="ghosthands:v2", digest=NEW_DIGEST)
 
 
 def real_run(host: FakeDockerHost, target: Target, action: str = "deploy") -> list[Recorded]:
-    """What a real run sends, in the order the fleet does it: lock, the host's sequence, unlock."""
+    """What a real run sends, in the order the fleet does it: lock, (a deploy: the pull on every
+    host first), the host's sequence, unlock."""
     remote = RecordingRemote(host)
     assert locks.acquire(remote, LAYOUT, {"id": PLACEHOLDER_LOCK_ID}) is None
-    result = run_host(operation(), remote, target, action)
+    if action == "deploy":
+        label = remote.host.label
+        fleet, _ = pull_then_roll(operation(), {label: remote}, [label], lambda _label: target, 1, action)
+        result = fleet.hosts[0]
+    else:
+        result = run_host(operation(), remote, target, action)
     assert result.succeeded, result.error
     assert locks.release(remote, LAYOUT, PLACEHOLDER_LOCK_ID)
     return remote.recorded
@@ -252,7 +259,11 @@ def test_the_plan_shows_no_secret_and_marks_what_changes_the_host() -> None:
     assert reads and all(s["kind"] == "http" or "inspect" in s["command"] or "cat" in s["command"] for s in reads)
     compose_up = f"env ECR_IMAGE={REPO}:v2 docker compose -f {LAYOUT.compose_file} up -d --no-deps --remove-orphans -- api worker"
     assert compose_up in plan["commands"]
-    assert plan["summary"][0] == "recording what runs now"
+    assert plan["summary"][:3] == [
+        "pulling ghosthands:v2",
+        "image ready, waiting for the switch",
+        "recording what runs now",
+    ]
 
 
 def test_a_rollback_plan_runs_the_same_sequence_to_the_recorded_image() -> None:
