@@ -65,4 +65,9 @@ def testbed_env(testbed_lock: None) -> dict[str, str]:
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)
-    return _read_env(TESTBED_ENV)
+    env = _read_env(TESTBED_ENV)
+    # Its registry stands in for ECR: the ECR token may go there only by the operator's choice in
+    # the process environment (ghdeploy refuses ECR_REGISTRY_OVERRIDE in an env file). Set here
+    # too, for a testbed env file written before the key existed.
+    env.setdefault("ECR_REGISTRY_OVERRIDE", "1")
+    return env

@@ -14,7 +14,7 @@ from ghdeploy import hostops, locks
 from ghdeploy import remote_commands as rc
 from ghdeploy.config import Config
 from ghdeploy.engine.host import Operation, run_host
-from ghdeploy.errors import GhdeployError, PreflightError
+from ghdeploy.errors import ConfigError, GhdeployError, PreflightError
 from ghdeploy.hosts import Host
 from ghdeploy.progress import Reporter
 from ghdeploy.results import FleetResult, HostResult, Target
@@ -32,7 +32,12 @@ class HostOptions:
 
 
 def layout_of(config: Config) -> rc.RemoteLayout:
-    image_repo = config.image_name if config.get("ECR_REGISTRY") and config.get("ECR_REPOSITORY") else None
+    # Targeted workers from another repository are not ours. A read-only command that did not
+    # load the registry still shows them all rather than fail on a key it does not need.
+    try:
+        image_repo = config.image_name if config.get("ECR_REGISTRY") else None
+    except ConfigError:
+        image_repo = None
     return rc.RemoteLayout(
         app_dir=config.text("GHOSTHANDS_DIR").rstrip("/") or "/",
         compose_file=config.compose_file,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import api_image_id, commit, containers, host_docker, host_http
+from tests.integration.conftest import api_image_id, commit, containers, git, host_docker, host_http
 
 H1 = "root@10.77.1.2"
 H1_OPT = Path("/var/lib/ghtb/h1/opt")
@@ -189,3 +189,14 @@ def test_targeted_workers_are_replaced_with_their_whole_configuration(h1, app_re
     assert env_of(inspect("gh-worker-aaaa0001"))["PEM_KEY"] == PEM
     assert inspect("gh-worker-aaaa0001")["State"]["Running"] is True
     assert inspect("gh-worker-cccc0003")["State"]["Running"] is True
+
+    # --- a targeted worker whose configuration cannot be carried over exactly: refused in preflight
+    docker_run_with_env(
+        "-d", "--name", "gh-worker-dddd0004", "--network", "host", "--label", "gh.role=targeted-worker",
+        "-e", "DOCKER_CFG", "-e", "GH_WORKER_PORT=3105", v2_ref, "worker", env={"DOCKER_CFG": "a\nb"},
+    )  # fmt: skip
+    before = containers("h1")
+    refused = h1("deploy", "--deploy-only", "--tag", git(app_repo, "rev-parse", "--short", "HEAD"))
+    assert refused.returncode == 2, refused.stderr
+    assert "gh-worker-dddd0004: Config.Env DOCKER_CFG" in refused.stderr and "no host was touched" in refused.stderr
+    assert containers("h1") == before
