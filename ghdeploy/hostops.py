@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ghdeploy import container_spec as cspec
+from ghdeploy import records
 from ghdeploy import remote_commands as rc
 from ghdeploy.container_spec import ContainerSpec
 from ghdeploy.errors import OperationFailed
@@ -371,13 +372,18 @@ def drop_backup(remote: Remote, name: str) -> None:
     require_ok(remote.run(rc.drop_backup(name), timeout=60), f"removing the backup of {name}", remote.host.label)
 
 
-def append_record(remote: Remote, layout: rc.RemoteLayout, record: dict[str, Any]) -> None:
-    line = json.dumps(record, sort_keys=True) + "\n"
+def append_record(remote: Remote, layout: rc.RemoteLayout, record: records.HistoryRecord | dict[str, Any]) -> None:
+    if not isinstance(record, records.HistoryRecord):  # a record built as a dict goes through the same writer
+        record = records.HistoryRecord.from_dict(record) or records.HistoryRecord()
+    line = records.history_line(record)
     remote.check(rc.append_file(layout.state_dir, layout.history_file), stdin=line.encode())
 
 
-def write_pending(remote: Remote, layout: rc.RemoteLayout, record: dict[str, Any]) -> None:
-    remote.check(rc.write_file(layout.state_dir, layout.pending_file), stdin=json.dumps(record).encode())
+def write_pending(remote: Remote, layout: rc.RemoteLayout, record: records.PendingRecord | dict[str, Any]) -> None:
+    if not isinstance(record, records.PendingRecord):
+        record = records.PendingRecord.from_dict(record) or records.PendingRecord()
+    text = records.pending_text(record)
+    remote.check(rc.write_file(layout.state_dir, layout.pending_file), stdin=text.encode())
 
 
 def clear_pending(remote: Remote, layout: rc.RemoteLayout) -> None:
@@ -434,7 +440,8 @@ def clean_record(data: dict[str, Any]) -> dict[str, Any]:
     """A history/pending record with the types readers rely on (a host's file may hold anything)."""
     from ghdeploy import hostdata
 
-    return hostdata.record(data) or {}
+    record = records.HistoryRecord.from_dict(hostdata.record(data))
+    return record.to_dict() if record else {}
 
 
 def local_image(remote: Remote, ref: str) -> dict[str, Any] | None:

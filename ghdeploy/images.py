@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ghdeploy import docker, registry
+from ghdeploy import docker, records, registry
 from ghdeploy.config import TAG_RE, Config
 from ghdeploy.errors import ConfigError, OperationFailed
 from ghdeploy.gitinfo import GitState, git_state
@@ -78,7 +77,7 @@ def default_tag(config: Config, tag_flag: str | None, git: GitState | None) -> s
 
 
 def build_time_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return records.now_iso()
 
 
 def planned_build(config: Config, cwd: Path, tag: str | None, allow_dirty: bool) -> tuple[str, GitState]:

@@ -7,8 +7,10 @@ import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ghdeploy import records
 from ghdeploy import remote_commands as rc
 from ghdeploy.errors import ExitCode, GhdeployError
+from ghdeploy.records import LockInfo
 
 if TYPE_CHECKING:
     from ghdeploy.transports.base import Remote
@@ -21,21 +23,22 @@ class LockHeld(GhdeployError):
 
 
 def lock_info(operator: str, action: str, tag: str | None, message: str | None) -> dict[str, Any]:
-    return {
-        "id": secrets.token_hex(8),  # lets the holder release only its own lock
-        "operator": operator,
-        "action": action,
-        "tag": tag,
-        "message": message,
-        "since": rc.HOST_NOW,  # the host stamps its own time when it takes the lock
-    }
+    info = LockInfo(
+        id=secrets.token_hex(8),  # lets the holder release only its own lock
+        operator=operator,
+        action=action,
+        tag=tag,
+        message=message,
+        since=rc.HOST_NOW,  # the host stamps its own time when it takes the lock
+    )
+    return info.to_dict()
 
 
 def age(since: object) -> str:
     if not since or not isinstance(since, str):
         return "unknown age"
     try:
-        then = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        then = datetime.strptime(since, records.TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return "unknown age"
     seconds = int((datetime.now(UTC) - then).total_seconds())
@@ -47,7 +50,8 @@ def age(since: object) -> str:
 
 
 def describe(holder: dict[str, Any]) -> str:
-    parts = [f"held by {holder.get('operator', '?')} since {holder.get('since', '?')} ({age(holder.get('since'))})"]
+    who, since = holder.get("operator") or "?", holder.get("since") or "?"
+    parts = [f"held by {who} since {since} ({age(holder.get('since'))})"]
     if holder.get("action"):
         parts.append(f"{holder['action']} of {holder.get('tag') or '?'}")
     if holder.get("message"):
@@ -57,7 +61,8 @@ def describe(holder: dict[str, Any]) -> str:
 
 def acquire(remote: Remote, layout: rc.RemoteLayout, info: dict[str, Any]) -> dict[str, Any] | None:
     """Take the lock; None on success, else the holder's record."""
-    result = remote.run(rc.acquire_lock(layout), stdin=json.dumps(info).encode(), timeout=30)
+    record = LockInfo.from_dict(info) or LockInfo()
+    result = remote.run(rc.acquire_lock(layout), stdin=records.lock_text(record).encode(), timeout=30)
     if result.rc == 0:
         return None
     if result.rc == rc.LOCK_HELD_CODE:
@@ -86,4 +91,7 @@ def read(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:
     from ghdeploy.hostops import read_json
 
     data = read_json(remote, rc.read_lock(layout))
-    return None if data is None else hostdata.record(data)
+    if data is None:
+        return None
+    info = LockInfo.from_dict(hostdata.record(data))
+    return info.to_dict() if info else None

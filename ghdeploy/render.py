@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ghdeploy.render_errors import JSON_SCHEMA_VERSION, emit_json, error_json, print_error
+from ghdeploy.results import rows_exit_code
 
 __all__ = ["JSON_SCHEMA_VERSION", "emit_json", "error_json", "print_error"]
 
@@ -161,13 +162,7 @@ def _next_step(fleet: Any) -> str | None:
 
 
 def deploy_report(report: Any, as_json: bool, command: str) -> int:
-    from ghdeploy.errors import ExitCode
-
-    code = 0
-    if report.fleet is not None:
-        code = int(report.fleet.exit_code)
-    if report.verify is not None and not all(r.ok for r in report.verify):
-        code = code or int(ExitCode.FAILED)
+    code = int(report.exit_code)
     if as_json:
         emit_json(command, {"ok": code == 0, "exit_code": code, **report.to_dict()})
         return code
@@ -235,7 +230,7 @@ def _image_label(image: Any) -> str:
 
 
 def status_table(rows: list[Any], as_json: bool) -> int:
-    code = 0 if rows and all(r.ok for r in rows) else 1
+    code = int(rows_exit_code(rows))
     if as_json:
         emit_json("status", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
@@ -330,7 +325,7 @@ def _ago(when: str | None) -> str:
 
 
 def verify_table(rows: list[Any], as_json: bool) -> int:
-    code = 0 if rows and all(r.ok for r in rows) else 1
+    code = int(rows_exit_code(rows))
     if as_json:
         emit_json("verify", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
@@ -350,7 +345,7 @@ def verify_table(rows: list[Any], as_json: bool) -> int:
 
 
 def history_table(rows: list[Any], as_json: bool) -> int:
-    code = 0 if all(r.error is None for r in rows) else 1
+    code = 0 if all(r.error is None for r in rows) else 1  # no hosts: nothing failed
     if as_json:
         emit_json("history", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
@@ -382,7 +377,7 @@ def history_table(rows: list[Any], as_json: bool) -> int:
 def lock_table(rows: list[Any], as_json: bool, command: str) -> int:
     from ghdeploy.locks import age
 
-    code = 0 if all(r.error is None for r in rows) else 1
+    code = 0 if all(r.error is None for r in rows) else 1  # no hosts: nothing failed
     if as_json:
         emit_json(command, {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
@@ -444,9 +439,9 @@ def _agent_text(kind: str, data: dict[str, Any]) -> str:
 
 def agent_event(kind: str, data: dict[str, Any], as_json: bool) -> None:
     """One line on stdout per agent event (journald keeps it): plain text, or a JSON object."""
-    from datetime import UTC, datetime
+    from ghdeploy.records import now_iso
 
-    when = data.get("time") or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = data.get("time") or now_iso()
     if as_json:
         line = json.dumps({"event": kind, **data, "time": when}, default=str)
     else:

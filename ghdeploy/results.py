@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ghdeploy.errors import ExitCode
 
@@ -26,14 +28,61 @@ class Target:
         return {"ref": self.ref, "label": self.label, "digest": self.digest, "image_id": self.image_id}
 
 
-RESULTS = ("succeeded", "rolled back", "rollback failed", "failed", "untouched")
+class Result(enum.StrEnum):
+    """How one host's deploy or rollback ended (str values: the JSON and the records keep them)."""
+
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled back"  # failed after the switch began; the recorded image runs again
+    ROLLBACK_FAILED = "rollback failed"
+    FAILED = "failed"  # failed before anything on the host changed
+    UNTOUCHED = "untouched"  # not reached, or interrupted before any change
+
+
+class Action(enum.StrEnum):
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+
+
+class Mode(enum.StrEnum):
+    """What `deploy` does: the whole pipeline, only build + push, or only the hosts."""
+
+    FULL = "full"
+    PUSH_ONLY = "push-only"
+    DEPLOY_ONLY = "deploy-only"
+
+
+RESULTS = tuple(r.value for r in Result)
+
+
+class _Checked(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+
+def rows_exit_code(rows: Iterable[_Checked]) -> ExitCode:
+    """A read-only command over hosts: OK only when there were hosts and every one answered well."""
+    items = list(rows)
+    return ExitCode.OK if items and all(r.ok for r in items) else ExitCode.FAILED
+
+
+def outcome_dict(
+    result: Result, from_image: ImageRecord | None, target: Target | None, image_id: str | None, error: str | None
+) -> dict[str, Any]:
+    """The fields a host result and its history record share, serialised in one place."""
+    return {
+        "from": from_image.to_dict() if from_image else None,
+        "to": target.to_dict() if target else None,
+        "image_id": image_id,
+        "result": str(result),
+        "error": error,
+    }
 
 
 @dataclass
 class HostResult:
     host: str
-    action: str = "deploy"
-    result: str = "untouched"
+    action: Action = Action.DEPLOY
+    result: Result = Result.UNTOUCHED
     from_image: ImageRecord | None = None
     target: Target | None = None
     image_id: str | None = None
@@ -42,33 +91,48 @@ class HostResult:
     notes: list[str] = field(default_factory=list)
     duration: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.action = Action(self.action)
+        self.result = Result(self.result)
+
     @property
     def succeeded(self) -> bool:
-        return self.result == "succeeded"
+        return self.result == Result.SUCCEEDED
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.succeeded else ExitCode.FAILED
+
+    def outcome(self) -> dict[str, Any]:
+        return outcome_dict(self.result, self.from_image, self.target, self.image_id, self.error)
 
     def to_dict(self) -> dict[str, Any]:
+        shared = self.outcome()
         return {
             "host": self.host,
-            "action": self.action,
-            "result": self.result,
+            "action": str(self.action),
+            "result": shared["result"],
             "succeeded": self.succeeded,
-            "from": self.from_image.to_dict() if self.from_image else None,
-            "to": self.target.to_dict() if self.target else None,
-            "image_id": self.image_id,
+            "from": shared["from"],
+            "to": shared["to"],
+            "image_id": shared["image_id"],
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "duration_s": round(self.duration, 3),
-            "error": self.error,
+            "error": shared["error"],
             "notes": self.notes,
         }
 
 
 @dataclass
 class FleetResult:
-    action: str
+    action: Action
     target: Target | None
     hosts: list[HostResult]
     interrupted: bool = False
     duration: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.action = Action(self.action)
 
     @property
     def succeeded(self) -> bool:
@@ -77,7 +141,7 @@ class FleetResult:
     def counts(self) -> dict[str, int]:
         counts = {name: 0 for name in RESULTS}
         for h in self.hosts:
-            counts[h.result] = counts.get(h.result, 0) + 1
+            counts[str(h.result)] = counts.get(str(h.result), 0) + 1
         return {"total": len(self.hosts), **counts}
 
     @property
@@ -88,7 +152,7 @@ class FleetResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "action": self.action,
+            "action": str(self.action),
             "target": self.target.to_dict() if self.target else None,
             "succeeded": self.succeeded,
             "interrupted": self.interrupted,
@@ -107,6 +171,14 @@ class DeployReport:
     verify: list[VerifyRow] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     plan: list[dict[str, Any]] | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The fleet's code; a verify mismatch after a good deploy fails the command too."""
+        code = self.fleet.exit_code if self.fleet is not None else ExitCode.OK
+        if code == ExitCode.OK and self.verify is not None and not all(r.ok for r in self.verify):
+            return ExitCode.FAILED
+        return code
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -17,7 +17,7 @@ from ghdeploy.gitinfo import git_state
 from ghdeploy.hosts import Host
 from ghdeploy.images import build_image, default_tag, planned_build, push_image, validate_tag
 from ghdeploy.progress import Reporter
-from ghdeploy.results import DeployReport, FleetResult, HostResult, Target
+from ghdeploy.results import Action, DeployReport, FleetResult, HostResult, Mode, Result, Target
 from ghdeploy.status import verify_host
 from ghdeploy.waiting import CancelToken
 
@@ -39,7 +39,7 @@ def already_current(fleet: Fleet, target: Target, reporter: Reporter) -> FleetRe
         results.append(
             HostResult(
                 host=label,
-                result="succeeded",
+                result=Result.SUCCEEDED,
                 from_image=snapshot.app_image,
                 target=target,
                 image_id=images[0].image_id,
@@ -48,7 +48,7 @@ def already_current(fleet: Fleet, target: Target, reporter: Reporter) -> FleetRe
         )
     for result in results:
         reporter.step(result.host, f"already runs {target.label}")
-    return FleetResult(action="deploy", target=target, hosts=results)
+    return FleetResult(action=Action.DEPLOY, target=target, hosts=results)
 
 
 def deploy(
@@ -58,7 +58,7 @@ def deploy(
     cancel: threading.Event,
     *,
     tag: str | None,
-    mode: str,  # "full" | "push-only" | "deploy-only"
+    mode: Mode | str,
     allow_dirty: bool = False,
     platform: str | None = None,
     hosts_opts: HostOptions | None = None,
@@ -74,16 +74,17 @@ def deploy(
     if tag:
         validate_tag(tag)
     hosts: list[Host] = []
-    if mode != "push-only":
+    mode = Mode(mode)
+    if mode != Mode.PUSH_ONLY:
         hosts = resolve_hosts(config, opts, reporter)
     report = DeployReport(tag=tag or "", timings=timings)
 
-    builds = mode in ("full", "push-only")
+    builds = mode in (Mode.FULL, Mode.PUSH_ONLY)
     if builds and dry_run:
         # Same checks as the build (clean tree, Dockerfile), so the plan is what the real run would do.
         report.tag, _ = planned_build(config, cwd, tag, allow_dirty)
         reporter.info(f"dry run: would build {config.image_name}:{report.tag} and push it and :latest")
-        if mode == "push-only":
+        if mode == Mode.PUSH_ONLY:
             report.plan = []
             return report
     elif builds:
@@ -95,7 +96,7 @@ def deploy(
         t = time.monotonic()
         report.push = push_image(config, cwd, reporter, tag=report.tag)
         timings["push"] = time.monotonic() - t
-        if mode == "push-only":
+        if mode == Mode.PUSH_ONLY:
             return report
     else:
         git = None
@@ -144,7 +145,7 @@ def deploy(
         t = time.monotonic()
         report.fleet, timings["pull"] = pull_then_roll(op, fleet.remotes, fleet.order, lambda _label: target, batch)
         timings["deploy"] = time.monotonic() - t - timings["pull"]
-        if report.fleet.succeeded and mode == "full" and expect_sha:
+        if report.fleet.succeeded and mode == Mode.FULL and expect_sha:
             t = time.monotonic()
             reporter.step(None, "verifying /health/version on every host")
             report.verify = [verify_host(fleet.conns[label], op.api_port, expect_sha) for label in fleet.order]

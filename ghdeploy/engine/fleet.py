@@ -17,7 +17,7 @@ from ghdeploy.engine.host import Operation, run_host
 from ghdeploy.errors import ConfigError, GhdeployError, PreflightError
 from ghdeploy.hosts import Host
 from ghdeploy.progress import Reporter
-from ghdeploy.results import FleetResult, HostResult, Target
+from ghdeploy.results import Action, FleetResult, HostResult, Result, Target
 from ghdeploy.transports.base import Remote
 from ghdeploy.transports.recording import Recorded, RecordingRemote
 
@@ -164,11 +164,11 @@ def rolling(
     order: list[str],
     target_for: Callable[[str], Target],
     batch: int,
-    action: str,
+    action: Action | str,
 ) -> FleetResult:
     """Deploy host by host (or `batch` at a time); stop at the first failure or interruption."""
     start = time.monotonic()
-    results: dict[str, HostResult] = {label: HostResult(host=label, action=action) for label in order}
+    results: dict[str, HostResult] = {label: HostResult(host=label, action=Action(action)) for label in order}
     if len(order) > batch:
         for n, label in enumerate(order, 1):
             op.reporter.step(label, f"waiting its turn ({n} of {len(order)})")
@@ -184,13 +184,13 @@ def rolling(
         if any(not o.succeeded for o in outcomes):
             stopped = True
     for label in order:
-        if results[label].result == "untouched" and results[label].target is None:
+        if results[label].result == Result.UNTOUCHED and results[label].target is None:
             results[label].notes.append("not reached: the rollout stopped before this host")
             op.reporter.step(label, "untouched (the rollout stopped before this host)")
     first = next(iter(results.values()), None)
     target = first.target if first else None
     return FleetResult(
-        action=action,
+        action=Action(action),
         target=target,
         hosts=[results[label] for label in order],
         interrupted=op.cancel.is_set(),

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ghdeploy import __version__, hostops
+from ghdeploy import __version__, hostops, records
 from ghdeploy import remote_commands as rc
 from ghdeploy.errors import GhdeployError, OperationFailed
 from ghdeploy.hostops import ImageRecord, Snapshot
 from ghdeploy.progress import Reporter
-from ghdeploy.results import HostResult, Target
+from ghdeploy.records import HistoryRecord, PendingRecord
+from ghdeploy.results import Action, HostResult, Result, Target
 from ghdeploy.transports.base import Remote
 from ghdeploy.waiting import HEALTH_INTERVAL, Cancelled, Clock, drain_worker, health_ok, wait_for, worker_health
 
@@ -57,10 +58,6 @@ class Operation:
 
     def image_services(self, host: str) -> list[str]:
         return self.host_services.get(host) or ["api", "worker"]
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @contextmanager
@@ -362,34 +359,34 @@ def unlabel(message: str, label: str) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def _iso_ms(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
-def history_record(op: Operation, result: HostResult) -> dict[str, Any]:
+def history_record(op: Operation, result: HostResult) -> HistoryRecord:
     finished = datetime.now(UTC)
-    return {
-        "time": now_iso(),
-        # To the millisecond: lets anyone check that two hosts' switches never overlapped.
-        "started": _iso_ms(finished - timedelta(seconds=result.duration)),
-        "finished": _iso_ms(finished),
-        "action": result.action,
-        "operator": op.operator,
-        "message": op.message,
-        "from": result.from_image.to_dict() if result.from_image else None,
-        "to": result.target.to_dict() if result.target else None,
-        "image_id": result.image_id,
-        "result": result.result,
-        "error": result.error,
-        "duration_s": round(result.duration, 3),
-        "ghdeploy": __version__,
-    }
+    shared = result.outcome()  # the fields the --json host result shows too, serialised once
+    return HistoryRecord(
+        time=records.now_iso(finished),
+        started=records.iso_ms(finished - timedelta(seconds=result.duration)),
+        finished=records.iso_ms(finished),
+        action=str(result.action),
+        operator=op.operator,
+        message=op.message,
+        from_image=shared["from"],
+        to=shared["to"],
+        image_id=shared["image_id"],
+        result=shared["result"],
+        error=shared["error"],
+        duration_s=round(result.duration, 3),
+        ghdeploy=__version__,
+    )
 
 
-def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy") -> HostResult:
+def pending_record(op: Operation, result: HostResult) -> PendingRecord:
+    return PendingRecord.from_record(history_record(op, result), result="in progress")
+
+
+def run_host(op: Operation, conn: Remote, target: Target, action: Action | str = Action.DEPLOY) -> HostResult:
     """Deploy `target` to one host; never raises for a host-level failure (it is in the result)."""
     label = conn.host.label
-    result = HostResult(host=label, action=action, target=target)
+    result = HostResult(host=label, action=Action(action), target=target)
     start = op.clock.now()
     changed = False
     snapshot: Snapshot | None = None
@@ -408,12 +405,12 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
             unfinished = hostops.read_pending(conn, op.layout)
             if unfinished:
                 note = (
-                    f"found an unfinished {unfinished.get('action', 'deploy')} from {unfinished.get('time', '?')} "
-                    f"by {unfinished.get('operator', '?')} (ghdeploy was stopped mid-way); what runs now is the rollback point"
+                    f"found an unfinished {unfinished.get('action') or 'deploy'} from {unfinished.get('time') or '?'} "
+                    f"by {unfinished.get('operator') or '?'} (ghdeploy was stopped mid-way); what runs now is the rollback point"
                 )
                 result.notes.append(note)
                 op.reporter.warn(f"{label}: {note}")
-            hostops.write_pending(conn, op.layout, {**history_record(op, result), "result": "in progress"})
+            hostops.write_pending(conn, op.layout, pending_record(op, result))
         with phase(result, "pull", op.clock):
             new_id = ensure_image(op, conn, target)
         if op.cancel.is_set():
@@ -428,13 +425,13 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
             check_running(conn, op, new_id, snapshot.targeted)
         result.notes += drop_backups(op, conn, snapshot)
         result.image_id = new_id
-        result.result = "succeeded"
+        result.result = Result.SUCCEEDED
         op.reporter.info(f"{label}: {target.label} is healthy ({waited:.2f}s after start)")
     except (GhdeployError, Cancelled) as exc:
         interrupted = isinstance(exc, Cancelled)
         result.error = "interrupted" if interrupted else unlabel(str(exc), label)
         if not changed:
-            result.result = "untouched" if interrupted else "failed"
+            result.result = Result.UNTOUCHED if interrupted else Result.FAILED
             if not interrupted:
                 op.reporter.warn(f"{label}: {result.error} (nothing on the host was changed)")
         else:
@@ -443,10 +440,10 @@ def run_host(op: Operation, conn: Remote, target: Target, action: str = "deploy"
             with phase(result, "rollback", op.clock):
                 try:
                     result.image_id = restore(op, conn, snapshot)
-                    result.result = "rolled back"
+                    result.result = Result.ROLLED_BACK
                     op.reporter.info(f"{label}: rolled back to {snapshot.app_image.tag if snapshot.app_image else '?'}")
                 except GhdeployError as rollback_exc:
-                    result.result = "rollback failed"
+                    result.result = Result.ROLLBACK_FAILED
                     why = unlabel(str(rollback_exc), label)
                     result.notes.append(f"rollback failed: {why}")
                     op.reporter.warn(f"{label}: ROLLBACK FAILED: {why}")

@@ -17,7 +17,7 @@ from ghdeploy.engine import host as engine_host
 from ghdeploy.engine.fleet import parallel, rolling
 from ghdeploy.engine.host import Operation, unlabel
 from ghdeploy.errors import GhdeployError
-from ghdeploy.results import FleetResult, HostResult, Target
+from ghdeploy.results import Action, FleetResult, HostResult, Result, Target
 from ghdeploy.transports.base import Remote
 
 # Hosts pulling at once. Each pull streams layers from the registry (ECR serves every host from
@@ -62,10 +62,10 @@ def prepull(
         return None
     results = []
     for label in order:
-        result = HostResult(host=label, action=action, target=target_for(label))
+        result = HostResult(host=label, action=Action(action), target=target_for(label))
         result.phases["pull"] = seconds.get(label, 0.0)
         if label in errors:
-            result.result = "failed"
+            result.result = Result.FAILED
             result.error = f"pull failed: {errors[label]}"
         elif errors:
             result.notes.append("not switched: the image could not be pulled on " + ", ".join(sorted(errors)))
@@ -73,7 +73,7 @@ def prepull(
             result.error = "interrupted"
         results.append(result)
     return FleetResult(
-        action=action,
+        action=Action(action),
         target=results[0].target if results else None,
         hosts=results,
         interrupted=op.cancel.is_set(),

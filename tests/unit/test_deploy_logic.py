@@ -90,7 +90,7 @@ def test_success_runs_every_step_in_order_and_records_it(monkeypatch: pytest.Mon
         "clear_pending",
     ]
     assert result.from_image == OLD
-    assert steps.records[-1]["result"] == "succeeded" and steps.records[-1]["operator"] == "tester@laptop"
+    assert steps.records[-1].result == "succeeded" and steps.records[-1].operator == "tester@laptop"
     assert set(result.phases) == {"record", "pull", "drain", "switch", "health"}
 
 
@@ -100,7 +100,7 @@ def test_a_failed_pull_changes_nothing_and_does_not_roll_back(monkeypatch: pytes
     assert result.result == "failed"
     assert "restore" not in steps.calls and "switch" not in steps.calls
     assert result.error == "docker compose pull failed"  # the host label is not repeated
-    assert steps.records[-1]["result"] == "failed"
+    assert steps.records[-1].result == "failed"
 
 
 def test_an_unhealthy_image_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,7 +110,7 @@ def test_an_unhealthy_image_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> N
     assert steps.calls[-2:] == ["restore", "clear_pending"]
     assert result.image_id == OLD.image_id
     assert "rollback" in result.phases
-    assert steps.records[-1]["result"] == "rolled back"
+    assert steps.records[-1].result == "rolled back"
 
 
 def test_a_failed_rollback_is_reported_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +126,7 @@ def test_a_failed_rollback_is_reported_loudly(monkeypatch: pytest.MonkeyPatch) -
     assert result.result == "rollback failed"
     assert any("rollback failed: the previous image" in n for n in result.notes)
     assert any("ROLLBACK FAILED" in w for w in op.reporter.messages("warn"))  # type: ignore[attr-defined]
-    assert steps.records[-1]["result"] == "rollback failed"
+    assert steps.records[-1].result == "rollback failed"
 
 
 def test_interrupt_before_the_switch_leaves_the_host_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
