@@ -32,9 +32,9 @@ def prepull(
     order: list[str],
     target_for: Callable[[str], Target],
     action: str = "deploy",
-    limit: int = PULL_LIMIT,
+    limit: int | None = None,
 ) -> FleetResult | None:
-    """Make each host's target present (pull when missing), `limit` hosts at once.
+    """Make each host's target present (pull when missing), `limit` (default PULL_LIMIT) hosts at once.
 
     Returns None when every host has its image; otherwise the fleet's result as it stands: the
     hosts whose pull failed are "failed", every host is untouched otherwise. Interrupted: every
@@ -57,7 +57,7 @@ def prepull(
         finally:
             seconds[label] = op.clock.now() - began
 
-    parallel(order, one, limit=limit)
+    parallel(order, one, limit=limit or PULL_LIMIT)
     if not errors and not op.cancel.is_set():
         return None
     results = []

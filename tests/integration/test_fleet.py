@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,25 @@ def test_status_and_verify_report_every_host_even_when_one_is_down(fleet, app_re
     rows = json.loads(verify.stdout)["hosts"]
     assert [r["ok"] for r in rows] == [True, False, True]
     assert rows[0]["running"] == sha
+
+
+def test_a_host_that_cannot_pull_stops_the_deploy_before_any_host_is_switched(fleet, app_repo: Path) -> None:
+    good = commit(app_repo, "prepull good")
+    assert fleet("deploy").returncode == 0
+    before = {ns: containers(ns) for ns in ("h2", "h3")}
+    commit(app_repo, "prepull new")
+    # h3 cannot reach the registry, so its pull fails. h2 comes first in the rolling order and
+    # would have been switched already if the pulls ran inside the rolling loop.
+    route = ["ip", "netns", "exec", "h3", "ip", "route"]
+    subprocess.run([*route, "add", "unreachable", "10.88.0.1/32"], check=True)
+    try:
+        proc = fleet("--json", "deploy")
+    finally:
+        subprocess.run([*route, "del", "unreachable", "10.88.0.1/32"], check=False)
+    assert proc.returncode == 1, proc.stderr
+    hosts = {h["host"]: h for h in json.loads(proc.stdout)["deploy"]["hosts"]}
+    assert hosts[H3]["result"] == "failed" and hosts[H3]["error"].startswith("pull failed"), hosts[H3]
+    assert hosts[H2]["result"] == "untouched"
+    assert hosts[H2]["notes"] == [f"not switched: the image could not be pulled on {H3}"]
+    assert containers("h2") == before["h2"] and containers("h3") == before["h3"]
+    assert commit_of("h2") == good and commit_of("h3") == good
