@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ghdeploy import remote_commands as rc
+from ghdeploy.records import TIME_FORMAT
 
 FILENAME = "agent.json"
 SCHEMA = 1
@@ -22,14 +23,14 @@ def path(layout: rc.RemoteLayout) -> str:
 
 
 def iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 def parse(when: Any) -> datetime | None:
     if not isinstance(when, str):
         return None
     try:
-        return datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(when, TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
 

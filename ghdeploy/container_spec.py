@@ -200,7 +200,7 @@ _UNSUPPORTED_HOST = {
 }
 
 
-def host_options(container: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
+def host_options(container: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:  # noqa: C901 (one flat branch per docker option)
     """The options from HostConfig and the networks (none depend on the image).
 
     Returns (options, extra network connects, problems). Two containers created alike give
@@ -338,7 +338,7 @@ def _differs(container_value: Any, image_value: Any) -> bool:
     return bool(container_value) and container_value != image_value
 
 
-def config_options(container: dict[str, Any], image: dict[str, Any]) -> tuple[list[str], list[str]]:
+def config_options(container: dict[str, Any], image: dict[str, Any]) -> tuple[list[str], list[str]]:  # noqa: C901 (one flat branch per docker option)
     """The options from Config that differ from the image's own (user, workdir, healthcheck, ...)."""
     config = container.get("Config") or {}
     hc = container.get("HostConfig") or {}

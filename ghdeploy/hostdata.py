@@ -26,7 +26,7 @@ def number(value: Any) -> float | None:
 
 
 def version(body: Any) -> dict[str, Any] | None:
-    """A /health/version answer (GHOSTHANDS.md), with only its known fields, typed."""
+    """A /health/version answer (the app's contract), with only its known fields, typed."""
     if not isinstance(body, dict):
         return None
     out: dict[str, Any] = {

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ghdeploy.render_errors import JSON_SCHEMA_VERSION, emit_json, error_json, print_error
-from ghdeploy.results import rows_exit_code
+from ghdeploy.results import rows_exit_code, unlabel
 
 __all__ = ["JSON_SCHEMA_VERSION", "emit_json", "error_json", "print_error"]
 
@@ -168,59 +168,59 @@ def deploy_report(report: Any, as_json: bool, command: str) -> int:
         return code
     console = out()
     if report.plan is not None:
-        console.print(f"[bold]dry run[/bold]: {command} of {escape(report.tag)}; nothing was changed")
-        for i, item in enumerate(report.plan, 1):
-            current = item.get("current") or {}
-            now = current.get("tag") or (current.get("image_id") or "nothing")[:19]
-            lock = item.get("lock")
-            console.print(f"\n{i}. [bold]{escape(item['host'])}[/bold]  runs now: {escape(str(now))}")
-            if lock:
-                console.print(f"   [yellow]locked[/yellow]: {escape(json.dumps(lock))}")
-            for cmd in item["commands"]:
-                console.print(f"   $ {escape(cmd)}", soft_wrap=True)
+        _plan_text(console, report, command)
         return code
     if report.push is not None and report.fleet is None:
         console.print(f"pushed {escape(report.push.refs[0])} and :latest\n  digest {report.push.digest}")
-    fleet = report.fleet
-    if fleet is not None:
-        t = table(f"{command} of {report.tag}", ["host", "result", "from", "to", "time", "notes"])
-        for h in fleet.hosts:
-            style = _RESULT_STYLE.get(h.result, "")
-            notes = "; ".join([*(h.notes or []), *([_strip_host(h.error, h.host)] if h.error else [])])
-            t.add_row(
-                escape(h.host),
-                f"[{style}]{h.result}[/{style}]" if style else h.result,
-                escape(_image_label(h.from_image)),
-                escape(h.target.label if h.target else "-"),
-                f"{h.duration:.1f}s" if h.duration else "-",
-                escape(notes),
-            )
-        console.print(t)
-        c = fleet.counts()
-        console.print(
-            f"total {c['total']}: {c['succeeded']} succeeded, {c['rolled back']} rolled back, "
-            f"{c['rollback failed']} rollback failed, {c['failed']} failed, {c['untouched']} untouched"
-        )
-    if fleet is not None:
-        for h in fleet.hosts:
-            if h.phases:
-                console.print(f"phases {escape(h.host)}: " + ", ".join(f"{k} {v:.2f}s" for k, v in h.phases.items()))
+    if report.fleet is not None:
+        _fleet_text(console, report.fleet, f"{command} of {report.tag}")
     if report.verify is not None:
         for row in report.verify:
             mark = "[green]ok[/green]" if row.ok else "[red]MISMATCH[/red]"
             console.print(f"verify {escape(row.host)}: {mark} {escape(str(row.running or row.error))}")
     if report.timings:
         console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
-    if fleet is not None:
-        hint = _next_step(fleet)
-        if hint:
-            Console(stderr=True, highlight=False).print(f"[cyan]next:[/cyan] {escape(hint)}")
+    hint = _next_step(report.fleet) if report.fleet is not None else None
+    if hint:
+        Console(stderr=True, highlight=False).print(f"[cyan]next:[/cyan] {escape(hint)}")
     return code
 
 
-def _strip_host(message: str, host: str) -> str:
-    prefix = f"{host}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
+def _plan_text(console: Console, report: Any, command: str) -> None:
+    console.print(f"[bold]dry run[/bold]: {command} of {escape(report.tag)}; nothing was changed")
+    for i, item in enumerate(report.plan, 1):
+        current = item.get("current") or {}
+        now = current.get("tag") or (current.get("image_id") or "nothing")[:19]
+        lock = item.get("lock")
+        console.print(f"\n{i}. [bold]{escape(item['host'])}[/bold]  runs now: {escape(str(now))}")
+        if lock:
+            console.print(f"   [yellow]locked[/yellow]: {escape(json.dumps(lock))}")
+        for cmd in item["commands"]:
+            console.print(f"   $ {escape(cmd)}", soft_wrap=True)
+
+
+def _fleet_text(console: Console, fleet: Any, title: str) -> None:
+    t = table(title, ["host", "result", "from", "to", "time", "notes"])
+    for h in fleet.hosts:
+        style = _RESULT_STYLE.get(h.result, "")
+        notes = "; ".join([*(h.notes or []), *([unlabel(h.error, h.host)] if h.error else [])])
+        t.add_row(
+            escape(h.host),
+            f"[{style}]{h.result}[/{style}]" if style else h.result,
+            escape(_image_label(h.from_image)),
+            escape(h.target.label if h.target else "-"),
+            f"{h.duration:.1f}s" if h.duration else "-",
+            escape(notes),
+        )
+    console.print(t)
+    c = fleet.counts()
+    console.print(
+        f"total {c['total']}: {c['succeeded']} succeeded, {c['rolled back']} rolled back, "
+        f"{c['rollback failed']} rollback failed, {c['failed']} failed, {c['untouched']} untouched"
+    )
+    for h in fleet.hosts:
+        if h.phases:
+            console.print(f"phases {escape(h.host)}: " + ", ".join(f"{k} {v:.2f}s" for k, v in h.phases.items()))
 
 
 def _image_label(image: Any) -> str:
@@ -240,7 +240,7 @@ def status_table(rows: list[Any], as_json: bool) -> int:
     for r in rows:
         if r.error:
             t.add_row(
-                escape(r.host), "[red]unreachable[/red]", "", "", "", "", "", escape(_strip_host(r.error, r.host)), ""
+                escape(r.host), "[red]unreachable[/red]", "", "", "", "", "", escape(unlabel(r.error, r.host)), ""
             )
             continue
         health = "[green]200[/green]" if r.health == 200 else f"[red]{r.health or 'down'}[/red]"

@@ -54,6 +54,12 @@ class Mode(enum.StrEnum):
 RESULTS = tuple(r.value for r in Result)
 
 
+def unlabel(message: str, label: str) -> str:
+    """Drop a leading 'host: ' from a message shown next to the host anyway."""
+    prefix = f"{label}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
 class _Checked(Protocol):
     @property
     def ok(self) -> bool: ...

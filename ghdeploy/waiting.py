@@ -103,10 +103,6 @@ class DrainResult:
     seconds: float
     detail: str = ""
 
-    @property
-    def needs_sigterm_note(self) -> bool:
-        return self.outcome in ("no-endpoint", "timeout")
-
 
 def worker_health(client: Client, port: int) -> dict[str, Any] | None:
     status, body = get_json(client, f"http://localhost:{port}/worker/health")
@@ -122,7 +118,7 @@ def drain_worker(
     clock: Clock,
     cancel: threading.Event | None = None,
 ) -> DrainResult:
-    """GHOSTHANDS.md's graceful drain: go if deploy_safe, else POST /worker/drain and poll.
+    """The app's graceful drain: go if deploy_safe, else POST /worker/drain and poll.
 
     A worker with no status endpoint (an older image) or one that does not drain in time is
     left to the SIGTERM fallback (`docker compose stop -t STOP_TIMEOUT`), which the caller runs

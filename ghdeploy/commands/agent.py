@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ghdeploy import __version__, agent_status, hostops, locks, registry
+from ghdeploy import __version__, agent_status, hostops, locks, records, registry
 from ghdeploy import remote_commands as rc
 from ghdeploy.commands.common import operation
 from ghdeploy.config import Config
@@ -52,7 +52,7 @@ ACTIONS = ("none", "deployed", "rolled back", "skipped", "failed", "rollback fai
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return records.now_iso()
 
 
 def short(digest: str | None) -> str:

@@ -80,35 +80,17 @@ def deploy(
     report = DeployReport(tag=tag or "", timings=timings)
 
     builds = mode in (Mode.FULL, Mode.PUSH_ONLY)
-    if builds and dry_run:
-        # Same checks as the build (clean tree, Dockerfile), so the plan is what the real run would do.
-        report.tag, _ = planned_build(config, cwd, tag, allow_dirty)
-        reporter.info(f"dry run: would build {config.image_name}:{report.tag} and push it and :latest")
+    if builds:
+        built = _build_and_push(
+            config, cwd, reporter, report, tag=tag, dry_run=dry_run, allow_dirty=allow_dirty, platform=platform
+        )
+        expect_sha = expect_sha or built
         if mode == Mode.PUSH_ONLY:
-            report.plan = []
-            return report
-    elif builds:
-        t = time.monotonic()
-        report.build = build_image(config, cwd, reporter, tag=tag, platform=platform, allow_dirty=allow_dirty)
-        timings["build"] = time.monotonic() - t
-        report.tag = report.build.tag
-        expect_sha = expect_sha or report.build.commit_sha
-        t = time.monotonic()
-        report.push = push_image(config, cwd, reporter, tag=report.tag)
-        timings["push"] = time.monotonic() - t
-        if mode == Mode.PUSH_ONLY:
+            if dry_run:
+                report.plan = []
             return report
     else:
-        git = None
-        if not tag and not config.get("IMAGE_TAG"):
-            try:
-                git = git_state(cwd)
-            except LocalToolError as exc:
-                raise ConfigError(
-                    f"no tag given, and the tag cannot default to HEAD's short SHA: {exc.message}",
-                    "pass --tag TAG (or set IMAGE_TAG), or run from the app's git checkout",
-                ) from None
-        report.tag = default_tag(config, tag, git)
+        report.tag = _tag_to_deploy(config, cwd, tag)
 
     t = time.monotonic()
     reporter.step(None, f"resolving {config.repository}:{report.tag} in {config.registry}")
@@ -153,3 +135,45 @@ def deploy(
     finally:
         fleet.close()
     return report
+
+
+def _build_and_push(
+    config: Config,
+    cwd: Path,
+    reporter: Reporter,
+    report: DeployReport,
+    *,
+    tag: str | None,
+    dry_run: bool,
+    allow_dirty: bool,
+    platform: str | None,
+) -> str | None:
+    """The laptop half: build and push (a dry run only checks what the build would). Returns the
+    commit the hosts should then report, when a build ran."""
+    if dry_run:
+        # Same checks as the build (clean tree, Dockerfile), so the plan is what the real run would do.
+        report.tag, _ = planned_build(config, cwd, tag, allow_dirty)
+        reporter.info(f"dry run: would build {config.image_name}:{report.tag} and push it and :latest")
+        return None
+    t = time.monotonic()
+    report.build = build_image(config, cwd, reporter, tag=tag, platform=platform, allow_dirty=allow_dirty)
+    report.timings["build"] = time.monotonic() - t
+    report.tag = report.build.tag
+    t = time.monotonic()
+    report.push = push_image(config, cwd, reporter, tag=report.tag)
+    report.timings["push"] = time.monotonic() - t
+    return report.build.commit_sha
+
+
+def _tag_to_deploy(config: Config, cwd: Path, tag: str | None) -> str:
+    """--deploy-only: --tag, else IMAGE_TAG, else HEAD's short SHA."""
+    git = None
+    if not tag and not config.get("IMAGE_TAG"):
+        try:
+            git = git_state(cwd)
+        except LocalToolError as exc:
+            raise ConfigError(
+                f"no tag given, and the tag cannot default to HEAD's short SHA: {exc.message}",
+                "pass --tag TAG (or set IMAGE_TAG), or run from the app's git checkout",
+            ) from None
+    return default_tag(config, tag, git)

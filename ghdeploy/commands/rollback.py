@@ -10,6 +10,7 @@ from ghdeploy import hostops, locks, registry
 from ghdeploy.commands.common import operation, resolve_hosts
 from ghdeploy.config import Config
 from ghdeploy.engine.fleet import Fleet, HostOptions, open_fleet, raise_for_host_problems, rolling
+from ghdeploy.engine.host import naming_exactly
 from ghdeploy.engine.plan import plan_host
 from ghdeploy.images import validate_tag
 from ghdeploy.progress import Reporter
@@ -116,9 +117,5 @@ def _local_target(fleet: Fleet, label: str, target: Target) -> Target:
     """For a recorded image, the reference that still names exactly it on the host."""
     if target.image_id is None:
         return target
-    conn = fleet.remotes[label]
-    for candidate in (target.ref, target.image_id):
-        info = hostops.local_image(conn, candidate)
-        if info is not None and info.get("Id") == target.image_id:
-            return Target(ref=candidate, label=target.label, digest=None, image_id=target.image_id)
-    return target
+    found = naming_exactly(fleet.remotes[label], target.image_id, (target.ref, target.image_id))
+    return target if found is None else Target(ref=found, label=target.label, digest=None, image_id=target.image_id)

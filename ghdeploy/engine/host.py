@@ -24,7 +24,7 @@ from ghdeploy.errors import GhdeployError, OperationFailed
 from ghdeploy.hostops import ImageRecord, Snapshot
 from ghdeploy.progress import Reporter
 from ghdeploy.records import HistoryRecord, PendingRecord
-from ghdeploy.results import Action, HostResult, Result, Target
+from ghdeploy.results import Action, HostResult, Result, Target, unlabel
 from ghdeploy.transports.base import Remote
 from ghdeploy.waiting import HEALTH_INTERVAL, Cancelled, Clock, drain_worker, health_ok, wait_for, worker_health
 
@@ -272,14 +272,23 @@ def check_running(
 # --- rollback -------------------------------------------------------------------------------
 
 
-def restore_ref(conn: Remote, record: ImageRecord) -> str:
-    """The nicest reference that still names exactly the recorded image on this host."""
-    for candidate in (record.ref, record.repo_digest, record.image_id):
+def naming_exactly(conn: Remote, image_id: str | None, candidates: tuple[str | None, ...]) -> str | None:
+    """The first of `candidates` that names exactly image `image_id` on this host (a tag may have
+    moved since, or been removed), or None."""
+    for candidate in candidates:
         if not candidate:
             continue
         info = hostops.local_image(conn, candidate)
-        if info is not None and info.get("Id") == record.image_id:
+        if info is not None and info.get("Id") == image_id:
             return candidate
+    return None
+
+
+def restore_ref(conn: Remote, record: ImageRecord) -> str:
+    """The nicest reference that still names exactly the recorded image on this host."""
+    found = naming_exactly(conn, record.image_id, (record.ref, record.repo_digest, record.image_id))
+    if found is not None:
+        return found
     raise OperationFailed(
         f"{conn.host.label}: the previous image {record.image_id and record.image_id[:19]} is no longer on the host",
         "deploy a known-good tag with `ghdeploy deploy --deploy-only --tag TAG`",
@@ -351,12 +360,6 @@ def restore(op: Operation, conn: Remote, snapshot: Snapshot) -> str:
 
 
 # --- one host -------------------------------------------------------------------------------
-
-
-def unlabel(message: str, label: str) -> str:
-    """Drop a leading 'host: ' from a message shown next to the host anyway."""
-    prefix = f"{label}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def history_record(op: Operation, result: HostResult) -> HistoryRecord:

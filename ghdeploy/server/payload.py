@@ -1,6 +1,6 @@
 """The deploy_ready payload: built by `notify`, parsed and checked by `serve`.
 
-CI's payload (GHOSTHANDS.md): `event`, `image`, `image_tag`, `commit_sha`, `commit_message`,
+CI's payload (the deploy_ready contract): `event`, `image`, `image_tag`, `commit_sha`, `commit_message`,
 `environment`, `run_url`; `notify` adds `sent_at`. The receiver answers 400 for a body it cannot
 read and 422 for one it reads but will not deploy, always with the reason.
 """

@@ -373,7 +373,7 @@ def test_text_of_a_key_nobody_asked_for_raises_keyerror(tmp_path: Path) -> None:
 
 def test_env_deploy_example_documents_every_key() -> None:
     example = REPO_ROOT / ".env.deploy.example"
-    assert example.is_file(), f"{example} is missing (DESIGN.md: .env.deploy.example documents every key)"
+    assert example.is_file(), f"{example} is missing (.env.deploy.example documents every key)"
     text = example.read_text()
     undocumented = [key for key in config.KEYS if not re.search(rf"(?<![A-Z0-9_]){key}(?![A-Z0-9_])", text)]
     assert not undocumented, f".env.deploy.example does not mention {undocumented}"

@@ -13,7 +13,6 @@ from ghdeploy.transports.http11 import ConnectError, HTTPError, ReadError, ReadT
 from ghdeploy.waiting import (
     Cancelled,
     Clock,
-    DrainResult,
     drain_worker,
     get_json,
     health_ok,
@@ -222,7 +221,7 @@ def test_drain_idle_worker_goes_at_once_without_post() -> None:
     assert worker.posts == []
     assert worker.requests == [("GET", "localhost:3101/worker/health")]
     assert fake.sleeps == []
-    assert not result.needs_sigterm_note
+    assert result.outcome in ("idle", "drained")  # no SIGTERM fallback needed
 
 
 def test_drain_busy_worker_posts_drain_then_polls_until_safe() -> None:
@@ -238,7 +237,7 @@ def test_drain_busy_worker_posts_drain_then_polls_until_safe() -> None:
     assert 2.0 <= result.seconds < 2.6
     assert result.seconds == pytest.approx(fake.elapsed)
     assert max(fake.sleeps) <= 1.0
-    assert not result.needs_sigterm_note
+    assert result.outcome in ("idle", "drained")  # no SIGTERM fallback needed
 
 
 def test_drain_that_never_finishes_times_out() -> None:
@@ -251,7 +250,7 @@ def test_drain_that_never_finishes_times_out() -> None:
     assert fake.elapsed == pytest.approx(15, abs=0.01)
     assert worker.posts == ["localhost:3101/worker/drain"]  # posted once, not on every poll
     assert worker.polls > 10
-    assert result.needs_sigterm_note
+    assert result.outcome in ("no-endpoint", "timeout")  # left to the SIGTERM fallback
 
 
 def test_drain_404_means_no_endpoint() -> None:
@@ -267,7 +266,7 @@ def test_drain_404_means_no_endpoint() -> None:
     assert result.outcome == "no-endpoint"
     assert requests == ["GET /worker/health"]
     assert fake.sleeps == []
-    assert result.needs_sigterm_note
+    assert result.outcome in ("no-endpoint", "timeout")  # left to the SIGTERM fallback
 
 
 def test_drain_connection_error_means_no_endpoint() -> None:
@@ -276,7 +275,7 @@ def test_drain_connection_error_means_no_endpoint() -> None:
         result = drain_worker(client, 3101, 60, fake.clock())
     assert result.outcome == "no-endpoint"
     assert fake.elapsed == 0
-    assert result.needs_sigterm_note
+    assert result.outcome in ("no-endpoint", "timeout")  # left to the SIGTERM fallback
 
 
 @pytest.mark.parametrize(
@@ -349,13 +348,6 @@ def test_drain_cancelled_while_polling() -> None:
     with worker.client() as client, pytest.raises(Cancelled):
         drain_worker(client, 3101, 60, fake.clock(), cancel)
     assert fake.elapsed < 2
-
-
-def test_drain_result_sigterm_note() -> None:
-    assert DrainResult("timeout", 1.0).needs_sigterm_note
-    assert DrainResult("no-endpoint", 0.0).needs_sigterm_note
-    assert not DrainResult("idle", 0.0).needs_sigterm_note
-    assert not DrainResult("drained", 3.0).needs_sigterm_note
 
 
 # --- health ---------------------------------------------------------------------------------

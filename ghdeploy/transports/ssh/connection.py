@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 def _quiet_paramiko_logging() -> None:
     # paramiko logs handshake failures from its transport thread at ERROR, with tracebacks;
     # with no handler configured Python's last-resort handler would print them on stderr
-    # next to our one-line error. A NullHandler stops that yet keeps propagation to
-    # whatever handlers the CLI installs for -v.
+    # next to our one-line error. A NullHandler stops that (ghdeploy installs no logging
+    # handlers: -v shows the commands through the reporter instead).
     logger = logging.getLogger("paramiko")
     if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
         logger.addHandler(logging.NullHandler())
