@@ -304,7 +304,7 @@ def deploy(
     config = _config("push" if push_only else "deploy", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"}, only=host)
     from ghdeploy import render
     from ghdeploy.commands.deploy import deploy as run_deploy
-    from ghdeploy.engine.fleet import HostOptions
+    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter, _Interrupts(reporter) as cancel:
         report = run_deploy(
@@ -360,7 +360,7 @@ def rollback(
     )
     from ghdeploy import render
     from ghdeploy.commands.rollback import rollback as run_rollback
-    from ghdeploy.engine.fleet import HostOptions
+    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter, _Interrupts(reporter) as cancel:
         report = run_rollback(
@@ -385,7 +385,7 @@ def hosts(host: HostOpt = None) -> None:
     config = _config("hosts", only=host)
     from ghdeploy import render
     from ghdeploy.commands.hosts import hosts as run_hosts
-    from ghdeploy.engine.fleet import HostOptions
+    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         found, notes = run_hosts(config, HostOptions(only=host or []), reporter)
@@ -399,7 +399,7 @@ def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None
     config = _config("status", only=host)
     from ghdeploy import render
     from ghdeploy.commands.status import status as run_status
-    from ghdeploy.engine.fleet import HostOptions
+    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         rows = run_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
@@ -424,7 +424,7 @@ def verify(
     config = _config("verify", only=host)
     from ghdeploy import render
     from ghdeploy.commands.verify import verify as run_verify
-    from ghdeploy.engine.fleet import HostOptions
+    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         rows = run_verify(
@@ -450,7 +450,7 @@ def history(
     config = _config("history", only=host)
     from ghdeploy import render
     from ghdeploy.commands.history import history as run_history
-    from ghdeploy.engine.fleet import HostOptions
+    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         rows = run_history(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, n)
@@ -463,7 +463,7 @@ def lock_status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) ->
     config = _config("lock", only=host)
     from ghdeploy import render
     from ghdeploy.commands.lock import lock_status as run_lock_status
-    from ghdeploy.engine.fleet import HostOptions
+    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         rows = run_lock_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
@@ -488,7 +488,7 @@ def lock_release(
             raise typer.Exit(1)
     from ghdeploy import render
     from ghdeploy.commands.lock import lock_release as run_lock_release
-    from ghdeploy.engine.fleet import HostOptions
+    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         rows = run_lock_release(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)

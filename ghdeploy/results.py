@@ -12,7 +12,7 @@ from ghdeploy.errors import ExitCode
 if TYPE_CHECKING:
     from ghdeploy.hostops import ImageRecord
     from ghdeploy.images import BuildOutcome, PushOutcome
-    from ghdeploy.status import VerifyRow
+    from ghdeploy.version_check import VerifyRow
 
 
 @dataclass(frozen=True)

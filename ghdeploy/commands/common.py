@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from ghdeploy.config import Config
-from ghdeploy.engine.fleet import HostOptions, close_all, connect_all, layout_of, parallel, ssh_settings
-from ghdeploy.engine.host import Operation
+from ghdeploy.engine.connect import HostOptions, close_all, connect_all, layout_of, parallel, ssh_settings
 from ghdeploy.errors import ConfigError, GhdeployError
 from ghdeploy.hosts import Host, discover_asg, narrow
 from ghdeploy.progress import Reporter
 
 if TYPE_CHECKING:
+    from ghdeploy.engine.host import Operation
     from ghdeploy.transports.ssh import Connection
 
 T = TypeVar("T")
@@ -46,6 +46,8 @@ def resolve_hosts_with_notes(config: Config, opts: HostOptions, reporter: Report
 
 
 def operation(config: Config, reporter: Reporter, cancel: threading.Event, message: str | None) -> Operation:
+    from ghdeploy.engine.host import Operation  # the deploy engine: not for the read-only commands
+
     return Operation(
         layout=layout_of(config),
         reporter=reporter,

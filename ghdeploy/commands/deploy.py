@@ -18,7 +18,7 @@ from ghdeploy.hosts import Host
 from ghdeploy.images import build_image, default_tag, planned_build, push_image, validate_tag
 from ghdeploy.progress import Reporter
 from ghdeploy.results import Action, DeployReport, FleetResult, HostResult, Mode, Result, Target
-from ghdeploy.status import verify_host
+from ghdeploy.version_check import verify_host
 from ghdeploy.waiting import CancelToken
 
 

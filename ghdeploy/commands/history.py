@@ -9,7 +9,7 @@ from ghdeploy import hostops
 from ghdeploy import remote_commands as rc
 from ghdeploy.commands.common import per_host
 from ghdeploy.config import Config
-from ghdeploy.engine.fleet import HostOptions, layout_of
+from ghdeploy.engine.connect import HostOptions, layout_of
 from ghdeploy.progress import Reporter
 from ghdeploy.transports.base import Remote
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ghdeploy.commands.common import resolve_hosts_with_notes
 from ghdeploy.config import Config
-from ghdeploy.engine.fleet import HostOptions
+from ghdeploy.engine.connect import HostOptions
 from ghdeploy.hosts import Host
 from ghdeploy.progress import Reporter
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ghdeploy import locks
 from ghdeploy.commands.common import per_host
 from ghdeploy.config import Config
-from ghdeploy.engine.fleet import HostOptions, layout_of
+from ghdeploy.engine.connect import HostOptions, layout_of
 from ghdeploy.progress import Reporter
 
 if TYPE_CHECKING:

@@ -185,7 +185,7 @@ def targets(config: Config, only: list[str], reporter: Reporter) -> list[Host]:
     if config.get("ASG_NAME"):
         # boto3 is slower than these imports anyway
         from ghdeploy.commands.common import resolve_hosts
-        from ghdeploy.engine.fleet import HostOptions
+        from ghdeploy.engine.connect import HostOptions
 
         return resolve_hosts(config, HostOptions(only=only), reporter)
     return narrow(config.hosts, only)

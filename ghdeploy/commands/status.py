@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ghdeploy.commands.common import per_host
 from ghdeploy.config import Config
-from ghdeploy.engine.fleet import HostOptions, layout_of
+from ghdeploy.engine.connect import HostOptions, layout_of
 from ghdeploy.progress import Reporter
 from ghdeploy.status import HostStatus, host_status
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from ghdeploy.commands.common import per_host
 from ghdeploy.config import Config
-from ghdeploy.engine.fleet import HostOptions
+from ghdeploy.engine.connect import HostOptions
 from ghdeploy.errors import ConfigError
 from ghdeploy.gitinfo import git_state
 from ghdeploy.progress import Reporter
-from ghdeploy.status import VerifyRow, verify_host
+from ghdeploy.version_check import VerifyRow, verify_host
 
 
 def verify(config: Config, cwd: Path, opts: HostOptions, reporter: Reporter, expect: str | None) -> list[VerifyRow]:
