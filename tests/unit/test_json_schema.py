@@ -22,7 +22,8 @@ from ghdeploy.errors import ConfigError, OperationFailed
 from ghdeploy.hosts import Host
 from ghdeploy.images import BuildOutcome, PushOutcome
 from ghdeploy.results import DeployReport, FleetResult
-from ghdeploy.status import VerifyRow, host_status
+from ghdeploy.status import host_status
+from ghdeploy.version_check import VerifyRow
 from tests.unit.test_dry_run import LAYOUT, TARGET, FakeDockerHost, operation
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "json-schema" / "ghdeploy.schema.json"

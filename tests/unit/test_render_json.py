@@ -14,7 +14,8 @@ from ghdeploy.errors import ConfigError, ExitCode, HostKeyError, OperationFailed
 from ghdeploy.hostops import ImageRecord
 from ghdeploy.images import BuildOutcome, PushOutcome
 from ghdeploy.results import DeployReport, FleetResult, HostResult, Target
-from ghdeploy.status import HostStatus, VerifyRow
+from ghdeploy.status import HostStatus
+from ghdeploy.version_check import VerifyRow
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ghosthands"
 SHA = "0123456789abcdef0123456789abcdef01234567"
