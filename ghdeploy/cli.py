@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,15 +150,36 @@ def _finish(code: int) -> None:
         raise typer.Exit(code)
 
 
-class _Interrupts:
+class _Signals:
+    """While in use, SIGINT/SIGTERM call `_handle` (which sets `event`); the old handlers come back after."""
+
+    def __init__(self, reporter: ConsoleReporter, event: threading.Event) -> None:
+        self.event = event
+        self.reporter = reporter
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+
+    def __enter__(self) -> Any:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class _Interrupts(_Signals):
     """SIGINT/SIGTERM set an event the deploy checks at safe points, instead of killing it mid-switch."""
+
+    event: CancelToken
 
     def __init__(self, reporter: ConsoleReporter) -> None:
         from ghdeploy.waiting import CancelToken
 
-        self.event = CancelToken()
-        self.reporter = reporter
-        self._old: dict[int, Any] = {}
+        super().__init__(reporter, CancelToken())
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if not self.event.armed:
@@ -176,13 +198,8 @@ class _Interrupts:
         self.event.set()
 
     def __enter__(self) -> CancelToken:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
+        super().__enter__()
         return self.event
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 HostOpt = Annotated[
@@ -498,15 +515,11 @@ def lock_release(
 # --- agent ----------------------------------------------------------------------------------
 
 
-class _AgentSignals:
+class _AgentSignals(_Signals):
     """SIGTERM/SIGINT only ask the agent to stop: it finishes (or rolls back) a deploy first."""
 
     def __init__(self, reporter: ConsoleReporter) -> None:
-        import threading
-
-        self.event = threading.Event()
-        self.reporter = reporter
-        self._old: dict[int, Any] = {}
+        super().__init__(reporter, threading.Event())
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -515,15 +528,6 @@ class _AgentSignals:
         else:
             self.reporter.warn(f"{name}: stopping at the next safe point")
         self.event.set()
-
-    def __enter__(self) -> Any:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self.event
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 @agent_app.callback(

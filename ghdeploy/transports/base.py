@@ -7,6 +7,7 @@ and opens an HTTP client to a port on the host's own localhost. The SSH connecti
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,3 +39,12 @@ class Remote(Protocol):
     def http_client(self, timeout: float = 5.0) -> Client:
         """An HTTP client whose requests to http://localhost:PORT reach that port on the host."""
         ...
+
+
+def checked(label: str, argv: list[str], result: CommandResult) -> CommandResult:
+    """What every transport's check() does with run()'s result: a non-zero exit raises."""
+    if result.rc != 0:
+        from ghdeploy.errors import RemoteCommandError
+
+        raise RemoteCommandError(label, shlex.join(argv), result.rc, result.stderr)
+    return result

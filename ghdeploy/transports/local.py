@@ -15,9 +15,9 @@ import socket
 import subprocess
 from typing import TYPE_CHECKING
 
-from ghdeploy.errors import GhdeployError, RemoteCommandError
+from ghdeploy.errors import GhdeployError
 from ghdeploy.hosts import Host
-from ghdeploy.transports.base import CommandResult
+from ghdeploy.transports.base import CommandResult, checked
 
 if TYPE_CHECKING:
     from ghdeploy.transports import http11
@@ -93,10 +93,7 @@ class LocalConnection:
 
     def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
         """Like run, but a non-zero exit status raises RemoteCommandError."""
-        result = self.run(argv, stdin=stdin, timeout=timeout)
-        if result.rc != 0:
-            raise RemoteCommandError(self.host.label, shlex.join(argv), result.rc, result.stderr)
-        return result
+        return checked(self.host.label, argv, self.run(argv, stdin=stdin, timeout=timeout))
 
     def http_client(self, timeout: float = 5.0) -> http11.Client:
         """A client for http://localhost:PORT (sent to 127.0.0.1); any other host is refused.

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ghdeploy import remote_commands as rc
 from ghdeploy.container_spec import ContainerSpec
-from ghdeploy.errors import RemoteCommandError
-from ghdeploy.transports.base import CommandResult, Remote
+from ghdeploy.transports.base import CommandResult, Remote, checked
 
 if TYPE_CHECKING:
     from ghdeploy.hosts import Host
@@ -354,10 +353,7 @@ class SimulatedHost:
         return new
 
     def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
-        result = self.run(argv, stdin=stdin, timeout=timeout)
-        if result.rc != 0:
-            raise RemoteCommandError(self.host.label, rc.render(argv), result.rc, result.stderr)
-        return result
+        return checked(self.host.label, argv, self.run(argv, stdin=stdin, timeout=timeout))
 
     def http_client(self, timeout: float = 5.0) -> http11.Client:
         from ghdeploy.transports.http11 import Client

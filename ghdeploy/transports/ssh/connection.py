@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import shlex
 import socket
 from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ghdeploy.errors import GhdeployError, RemoteCommandError, SSHError
+from ghdeploy.errors import GhdeployError, SSHError
 from ghdeploy.hosts import Host
+from ghdeploy.transports.base import checked
 from ghdeploy.transports.ssh import runner
 from ghdeploy.transports.ssh.diagnose import load_private_key, translate_connect_error
 from ghdeploy.transports.ssh.hostkeys import changed_key_error, load_known_hosts, policy_class
@@ -242,10 +242,7 @@ class Connection:
 
     def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
         """Like run, but a non-zero exit status raises RemoteCommandError."""
-        result = self.run(argv, stdin=stdin, timeout=timeout)
-        if result.rc != 0:
-            raise RemoteCommandError(self.host.label, shlex.join(argv), result.rc, result.stderr)
-        return result
+        return checked(self.host.label, argv, self.run(argv, stdin=stdin, timeout=timeout))
 
     def http_client(self, timeout: float = 5.0) -> http11.Client:
         """HTTP to the host's own localhost through the SSH connection (see tunnel.http_client).
