@@ -43,12 +43,13 @@ def test_deploy_drains_a_busy_worker_then_verifies(h1, app_repo: Path) -> None:
     assert version("h1")["commit_sha"] == first
 
     second = commit(app_repo, "v2")
-    busy("h1", 6)
+    # The job must outlast the build, push and preflight before the drain (seconds on a busy machine).
+    busy("h1", 15)
     STATE.write_text("")
     doc = h1.json("deploy")
     host = doc["deploy"]["hosts"][0]
     assert host["result"] == "succeeded"
-    assert any(re.match(r"worker: drained in [1-6]\.\d+s", n) for n in host["notes"]), host["notes"]
+    assert any(re.match(r"worker: drained in \d+\.\d+s", n) for n in host["notes"]), host["notes"]
     assert host["phases"]["drain"] >= 1.0
     events = STATE.read_text()
     assert "drain " in events and events.index("drain ") < events.index("sigterm ")
