@@ -794,17 +794,37 @@ _VALUE_OPTIONS = {
 }
 
 
+# Global options that take a value (`ghdeploy status --env-file staging.env`).
+_GLOBAL_VALUE_OPTIONS = {"--env-file"}
+GLOBAL_OPTIONS_HELP = (
+    "\b\nGlobal options (before or after the command):\n"
+    "  --env-file PATH   config file to read instead of ./.env.deploy\n"
+    "  --json            one JSON document on stdout, nothing else\n"
+    "  -v, --verbose     show each command run on a host as it runs\n"
+    "  -q, --quiet       only warnings and errors on stderr"
+)
+
+
 def hoist_global_flags(args: list[str]) -> list[str]:
-    """Move global flags written after the command to the front, where click expects them."""
+    """Move global options written after the command to the front, where click expects them."""
     front: list[str] = []
     rest: list[str] = []
     previous = ""
+    take_value = False
     for i, arg in enumerate(args):
-        if arg == "--":
+        if take_value:  # the value of a global option moves with it
+            front.append(arg)
+            take_value = False
+        elif arg == "--":
             rest += args[i:]
             break
-        if arg in _GLOBAL_FLAGS and previous not in _VALUE_OPTIONS:
+        elif previous in _VALUE_OPTIONS:
+            rest.append(arg)
+        elif arg in _GLOBAL_FLAGS or arg.startswith(tuple(f"{o}=" for o in _GLOBAL_VALUE_OPTIONS)):
             front.append(arg)
+        elif arg in _GLOBAL_VALUE_OPTIONS:
+            front.append(arg)
+            take_value = True
         else:
             rest.append(arg)
         previous = arg
@@ -847,10 +867,19 @@ def _registered_name(command: Any) -> str:
     return command.name or command.callback.__name__.lower().replace("_", "-")
 
 
+def _list_global_options(group: Any) -> None:
+    """Every subcommand's --help lists the global options it accepts."""
+    for sub in getattr(group, "commands", {}).values():
+        if GLOBAL_OPTIONS_HELP not in (sub.epilog or ""):
+            sub.epilog = f"{sub.epilog}\n{GLOBAL_OPTIONS_HELP}" if sub.epilog else GLOBAL_OPTIONS_HELP
+        _list_global_options(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
     click = _click_exceptions()
     args = hoist_global_flags(sys.argv[1:] if argv is None else list(argv))
     command = _click_command(args)
+    _list_global_options(command)
     try:
         result = command.main(args=args, prog_name="ghdeploy", standalone_mode=False)
     except GhdeployError as exc:

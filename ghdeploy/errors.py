@@ -70,6 +70,12 @@ class RegistryError(GhdeployError):
     exit_code = ExitCode.FAILED
 
 
+class CredentialsError(RegistryError):
+    """No, expired or rejected AWS credentials: found before anything was touched, so a preflight failure."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
 class SSHError(GhdeployError):
     """Could not connect to or authenticate with a host, or a remote command failed to run."""
 
@@ -101,3 +107,15 @@ class RemoteCommandError(GhdeployError):
 
 class Interrupted(GhdeployError):
     exit_code = ExitCode.INTERRUPTED
+
+
+def problem_kind(exc: GhdeployError) -> str:
+    """A host's connection failure in a word or two, for a table cell."""
+    text = exc.message
+    if isinstance(exc, HostKeyError):
+        return "host key CHANGED" if "CHANGED" in text else "unknown host key"
+    if "authentication failed" in text or "public-key login" in text:
+        return "login refused"
+    if "key file" in text:
+        return "bad key file"
+    return "unreachable"

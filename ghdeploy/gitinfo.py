@@ -31,6 +31,11 @@ def _git(args: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
+def git_toplevel(cwd: Path) -> Path:
+    """The root of the checkout `cwd` is in."""
+    return Path(_git(["rev-parse", "--show-toplevel"], cwd).strip())
+
+
 def git_state(cwd: Path) -> GitState:
     if shutil.which("git") is None:
         raise LocalToolError("git is not installed", "install git; ghdeploy reads the commit from HEAD")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ghdeploy.errors import ConfigError, RegistryError
+from ghdeploy.errors import ConfigError, CredentialsError, RegistryError
 
 if TYPE_CHECKING:
     import httpx
@@ -43,17 +43,25 @@ def _ecr(region: str) -> Any:
     return boto3.client("ecr", region_name=region)
 
 
+# ghdeploy needs no aws CLI: boto3 reads a profile, SSO's cached login or environment variables.
+CREDENTIALS_HINT = (
+    "no aws CLI is needed: set AWS_PROFILE to a profile in ~/.aws/config (or AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY); if you use the aws CLI with SSO, run `aws sso login --profile NAME` and set AWS_PROFILE=NAME"
+)
+
+
 def translate_aws_error(exc: Exception, what: str) -> RegistryError:
     """Turn a botocore exception into one line with what to do."""
     from botocore import exceptions as bx
 
-    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return RegistryError(
-            f"{what}: no AWS credentials found",
-            "log in (`aws sso login`), or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
-        )
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.ProfileNotFound):
+        found = "the AWS profile named by AWS_PROFILE does not exist" if isinstance(exc, bx.ProfileNotFound) else ""
+        return CredentialsError(f"{what}: {found or 'no AWS credentials found'}", CREDENTIALS_HINT)
     if isinstance(exc, bx.TokenRetrievalError | bx.UnauthorizedSSOTokenError | bx.SSOTokenLoadError):
-        return RegistryError(f"{what}: the AWS SSO session has expired", "run `aws sso login` and try again")
+        return CredentialsError(
+            f"{what}: the AWS SSO session has expired",
+            "run `aws sso login --profile NAME` for the profile in AWS_PROFILE, then try again",
+        )
     if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError):
         return RegistryError(
             f"{what}: cannot reach the AWS endpoint ({exc})", "check the network, AWS_REGION and AWS_ENDPOINT_URL"
@@ -62,17 +70,16 @@ def translate_aws_error(exc: Exception, what: str) -> RegistryError:
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", "")
         if code in ("ExpiredTokenException", "ExpiredToken", "RequestExpired"):
-            return RegistryError(
-                f"{what}: the AWS credentials have expired", "refresh them (`aws sso login` or new keys) and try again"
-            )
+            return CredentialsError(f"{what}: the AWS credentials have expired", f"refresh them; {CREDENTIALS_HINT}")
         if code in (
             "UnrecognizedClientException",
             "InvalidSignatureException",
             "InvalidClientTokenId",
             "SignatureDoesNotMatch",
         ):
-            return RegistryError(
-                f"{what}: the AWS credentials were rejected ({code})", "check AWS_PROFILE / the access keys"
+            return CredentialsError(
+                f"{what}: the AWS credentials were rejected ({code})",
+                "check AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and that they belong to AWS_REGION's account)",
             )
         if code in ("AccessDeniedException", "AccessDenied"):
             return RegistryError(
@@ -232,11 +239,115 @@ def tag_manifest(auth: RegistryAuth, repository: str, digest: str, tag: str) -> 
     return put.headers.get("Docker-Content-Digest") or digest
 
 
-def require_digest(auth: RegistryAuth, repository: str, tag: str) -> str:
+def list_tags(auth: RegistryAuth, repository: str, limit: int = 10000) -> list[str]:
+    """Every tag of `repository` (/v2/REPO/tags/list, following the Link header's pages)."""
+    import httpx
+
+    tags: list[str] = []
+    url: str | None = f"https://{auth.registry}/v2/{repository}/tags/list?n=1000"
+    try:
+        with http_client() as client:
+            while url and len(tags) < limit:
+                response = client.get(url, auth=(auth.username, auth.password))
+                if response.status_code == 404:
+                    return tags
+                if response.status_code != 200:
+                    raise RegistryError(f"registry {auth.registry} answered HTTP {response.status_code} listing tags")
+                tags += response.json().get("tags") or []
+                following = response.links.get("next", {}).get("url")
+                url = str(response.url.join(following)) if following else None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise RegistryError(f"registry {auth.registry}: cannot list tags: {exc}") from None
+    return tags
+
+
+def _pushed_at(auth: RegistryAuth, repository: str, tags: list[str]) -> dict[str, str]:
+    """When each tag's image was created (its config's `created`): two requests a tag, 8 at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    def created(client: httpx.Client, tag: str) -> str | None:
+        try:
+            manifest = client.get(
+                f"https://{auth.registry}/v2/{repository}/manifests/{tag}",
+                headers={"Accept": MANIFEST_TYPES},
+                auth=(auth.username, auth.password),
+            ).json()
+            config_digest = (manifest.get("config") or {}).get("digest")
+            if not config_digest:  # an index (multi-platform): no single created time
+                return None
+            blob = client.get(
+                f"https://{auth.registry}/v2/{repository}/blobs/{config_digest}",
+                auth=(auth.username, auth.password),
+                follow_redirects=True,
+            ).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        when = blob.get("created")
+        return when if isinstance(when, str) else None
+
+    with http_client() as client, ThreadPoolExecutor(max_workers=8) as pool:
+        times = list(pool.map(lambda tag: created(client, tag), tags))
+    return {tag: when for tag, when in zip(tags, times, strict=True) if when}
+
+
+def _ecr_pushed_at(region: str, repository: str) -> dict[str, str]:
+    """ECR's own push times of every tag (DescribeImages); {} when the API has none (a plain registry)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    pushed: dict[str, str] = {}
+    try:
+        pages = _ecr(region).get_paginator("describe_images").paginate(repositoryName=repository)
+        for page in pages:
+            for image in page.get("imageDetails", []):
+                when = image.get("imagePushedAt")
+                for tag in image.get("imageTags") or []:
+                    if when is not None:
+                        pushed[tag] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (BotoCoreError, ClientError):
+        return {}
+    return pushed
+
+
+def tag_suggestions(auth: RegistryAuth, repository: str, tag: str, region: str | None = None) -> str:
+    """`closest: ...; newest: ...` for a tag that is not there, so a typo is obvious ('' if nothing helps)."""
+    import difflib
+
+    try:
+        tags = list_tags(auth, repository)
+    except RegistryError:
+        return ""
+    if not tags:
+        return f"{repository} has no tags yet"
+    close = difflib.get_close_matches(tag, tags, n=3, cutoff=0.5)
+    close += [t for t in tags if t.startswith(tag) and t not in close][: 3 - len(close)]
+    parts = [f"closest: {', '.join(close)}"] if close else []
+    candidates = [t for t in tags if t != "latest"]
+    created = {t: when for t, when in (_ecr_pushed_at(region, repository) if region else {}).items() if t in tags}
+    if not created and len(candidates) <= 100:
+        # A registry without ECR's API: each tag's image config says when it was built (two requests a tag).
+        created = _pushed_at(auth, repository, candidates)
+    newest = sorted((t for t in created if t != "latest"), key=lambda t: created[t], reverse=True)[:5]
+    if newest:
+        parts.append("newest: " + ", ".join(f"{t} ({created[t][:16].replace('T', ' ')})" for t in newest))
+    parts.append(f"{len(tags)} tags in all")
+    return "; ".join(parts)
+
+
+def require_digest(
+    auth: RegistryAuth, repository: str, tag: str, source: str = "--tag", region: str | None = None
+) -> str:
+    """The digest of a tag that must exist; `source` names where the tag came from (`--to`, IMAGE_TAG)."""
     digest = resolve_digest(auth, repository, tag)
     if digest is None:
+        known = tag_suggestions(auth, repository, tag, region)
+        hint = (
+            f"name a tag that is in the registry with {source}"
+            if source.startswith("--to")
+            else "push it first (`ghdeploy push --tag ...`), or run `ghdeploy deploy` without --deploy-only"
+        )
         raise ConfigError(
-            f"tag {tag!r} is not in {auth.registry}/{repository}",
-            "push it first (`ghdeploy push --tag ...`), or run `ghdeploy deploy` without --deploy-only",
+            f"{source} {tag!r}: no such tag in {auth.registry}/{repository}" + (f" ({known})" if known else ""), hint
         )
     return digest

@@ -234,14 +234,15 @@ def status_table(rows: list[Any], as_json: bool) -> int:
     if as_json:
         emit_json("status", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
-    t = table(
-        "status", ["host", "health", "image", "api", "worker", "version", "targeted workers", "last deploy", "agent"]
-    )
+    columns = ["host", "health", "image", "api", "worker", "version", "targeted workers", "last deploy", "agent"]
+    failed = any(r.error for r in rows)
+    t = table("status", [*columns, "problem"] if failed else columns)
     for r in rows:
         if r.error:
-            t.add_row(
-                escape(r.host), "[red]unreachable[/red]", "", "", "", "", "", escape(unlabel(r.error, r.host)), ""
-            )
+            # The reason gets a column of its own (not "last deploy"), with what to do about it.
+            reason = escape(unlabel(r.error, r.host)) + (f"\n[cyan]hint:[/cyan] {escape(r.hint)}" if r.hint else "")
+            problem = getattr(r, "problem", None) or "unreachable"
+            t.add_row(escape(r.host), f"[red]{escape(problem)}[/red]", "", "", "", "", "", "", "", reason)
             continue
         health = "[green]200[/green]" if r.health == 200 else f"[red]{r.health or 'down'}[/red]"
         svc = {s["service"]: s for s in r.services}
@@ -297,6 +298,7 @@ def status_table(rows: list[Any], as_json: bool) -> int:
             escape(targeted),
             last,
             _agent_cell(r.agent) if r.agent else "-",
+            *([""] if failed else []),
         )
     out().print(t)
     return code
@@ -326,8 +328,19 @@ def _ago(when: str | None) -> str:
 
 def verify_table(rows: list[Any], as_json: bool) -> int:
     code = int(rows_exit_code(rows))
+    source = next((r.expected_from for r in rows if getattr(r, "expected_from", None)), None)
+    note = next((r.note for r in rows if getattr(r, "note", None)), None)
     if as_json:
-        emit_json("verify", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
+        emit_json(
+            "verify",
+            {
+                "ok": code == 0,
+                "expected": rows[0].expected if rows else None,
+                "expected_from": source,
+                "note": note,
+                "hosts": [r.to_dict() for r in rows],
+            },
+        )
         return code
     t = table("verify", ["host", "result", "running", "expected", "image tag", "built"])
     for r in rows:
@@ -340,7 +353,12 @@ def verify_table(rows: list[Any], as_json: bool) -> int:
             escape(r.image_tag or "-"),
             escape(r.build_time or "-"),
         )
-    out().print(t)
+    console = out()
+    console.print(t)
+    if rows and source:
+        console.print(f"expected {escape(rows[0].expected)}: {escape(source)}")
+    if note and code:
+        console.print(f"[yellow]hint:[/yellow] {escape(note)}")
     return code
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ghdeploy import agent_status, hostdata, hostops, locks
 from ghdeploy import remote_commands as rc
-from ghdeploy.errors import GhdeployError
+from ghdeploy.errors import GhdeployError, problem_kind
 from ghdeploy.waiting import get_json, worker_health
 
 if TYPE_CHECKING:
@@ -27,6 +27,12 @@ class HostStatus:
     pending: dict[str, Any] | None = None
     lock: dict[str, Any] | None = None
     agent: dict[str, Any] | None = None  # the host's `ghdeploy agent`, from its heartbeat file
+    problem: str | None = None  # why the host could not be read, in a word or two ("unknown host key")
+    hint: str | None = None  # what to do about it: the same hint `deploy` gives
+
+    @classmethod
+    def unreadable(cls, host: str, exc: GhdeployError) -> HostStatus:
+        return cls(host=host, error=str(exc), problem=problem_kind(exc), hint=exc.hint)
 
     @property
     def ok(self) -> bool:
@@ -46,6 +52,8 @@ class HostStatus:
             "unfinished_deploy": self.pending,
             "lock": self.lock,
             "agent": self.agent,
+            "problem": self.problem,
+            "hint": self.hint,
         }
 
 

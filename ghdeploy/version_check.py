@@ -24,6 +24,8 @@ class VerifyRow:
     image_tag: str | None = None
     build_time: str | None = None
     error: str | None = None
+    expected_from: str | None = None  # "--expect", or "HEAD of /path/to/checkout"
+    note: str | None = None  # e.g. the checkout has no Dockerfile: probably not the app's
 
     @property
     def ok(self) -> bool:

@@ -99,7 +99,8 @@ def deploy(
         # The tag need not exist yet: the build and push of the real run would create it.
         digest = registry.resolve_digest(auth, config.repository, report.tag)
     else:
-        digest = registry.require_digest(auth, config.repository, report.tag)
+        source = config.flag_of("IMAGE_TAG") or ("IMAGE_TAG" if config.get("IMAGE_TAG") else "HEAD's short SHA")
+        digest = registry.require_digest(auth, config.repository, report.tag, source, config.aws_region)
     if report.push and report.push.digest != digest:
         raise PreflightError(f"the registry says {report.tag} is {digest}, but we pushed {report.push.digest}")
     target = Target(ref=f"{config.image_name}:{report.tag}", label=f"{config.repository}:{report.tag}", digest=digest)

@@ -17,5 +17,5 @@ def status(config: Config, opts: HostOptions, reporter: Reporter) -> list[HostSt
         opts,
         reporter,
         lambda conn: host_status(conn, layout, api, worker),
-        lambda label, exc: HostStatus(host=label, error=str(exc)),
+        HostStatus.unreadable,
     )

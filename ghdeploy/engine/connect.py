@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ghdeploy.config import Config
-from ghdeploy.errors import ConfigError, GhdeployError
+from ghdeploy.errors import ConfigError, GhdeployError, problem_kind
 from ghdeploy.hosts import Host
 from ghdeploy.progress import Reporter
 
@@ -90,7 +90,7 @@ def connect_all(
             reporter.step(host.label, "connected")
         except GhdeployError as exc:
             errors[host.label] = exc
-            reporter.step(host.label, "unreachable")
+            reporter.step(host.label, problem_kind(exc))  # "unknown host key" says more than "unreachable"
 
     parallel(hosts, one, limit=32)
     return conns, errors

@@ -80,7 +80,10 @@ def preflight_hosts(
 
 def raise_for_host_problems(problems: dict[str, str], hint: str | None = None) -> None:
     if problems:
-        lines = [f"{host}: {problem}" for host, problem in problems.items()]
+        # An SSHError's text already starts with the host: say it once.
+        lines = [
+            problem if problem.startswith(f"{host}: ") else f"{host}: {problem}" for host, problem in problems.items()
+        ]
         raise PreflightError(
             f"{len(problems)} host(s) not ready, no host was touched:\n  " + "\n  ".join(lines),
             hint,

@@ -158,7 +158,11 @@ def switch_to(op: Operation, conn: Remote, snapshot: Snapshot, ref: str, targete
     one that was stopped before the deploy is created but stays stopped.
     """
     label = conn.host.label
-    op.reporter.step(label, f"stopping worker (up to {op.stop_timeout}s)")
+    compose_worker = snapshot.services.get("worker")
+    stopping = ["worker"] if compose_worker is not None and compose_worker.state == "running" else []
+    stopping += [w.spec.name for w in snapshot.targeted if w.running]
+    if stopping:  # a fresh host has no worker: nothing to wait up to STOP_TIMEOUT for
+        op.reporter.step(label, f"stopping {', '.join(stopping)} (up to {op.stop_timeout}s)")
     hostops.require_ok(
         conn.run(rc.compose_stop_rm(op.layout, ref, "worker", op.stop_timeout), timeout=op.stop_timeout + 120),
         "stopping the worker",

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ghdeploy.cli import hoist_global_flags
 
 
@@ -59,3 +61,28 @@ def test_deploy_only_outside_a_checkout_asks_for_a_tag(tmp_path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert "pass --tag" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_env_file_may_follow_the_command_too() -> None:
+    assert hoist_global_flags(["status", "--env-file", "s.env"]) == ["--env-file", "s.env", "status"]
+    assert hoist_global_flags(["lock", "status", "--env-file=s.env", "--json"]) == [
+        "--env-file=s.env",
+        "--json",
+        "lock",
+        "status",
+    ]
+    assert hoist_global_flags(["--env-file", "a.env", "status"]) == ["--env-file", "a.env", "status"]
+    # the value of another option is never taken for a global option
+    assert hoist_global_flags(["deploy", "-m", "--env-file"]) == ["deploy", "-m", "--env-file"]
+    # a value that looks like a flag still goes with --env-file
+    assert hoist_global_flags(["status", "--env-file", "--json"]) == ["--env-file", "--json", "status"]
+
+
+@pytest.mark.parametrize("argv", [["status"], ["deploy"], ["lock", "release"], ["agent", "init-table"], ["verify"]])
+def test_every_subcommand_help_lists_the_global_options(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from ghdeploy.cli import main
+
+    assert main([*argv, "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ("--env-file PATH", "--json", "-v, --verbose", "-q, --quiet", "before or after the command"):
+        assert option in out, (argv, option)

@@ -1,0 +1,105 @@
+"""Messages against the testbed: a tag that is not in the registry lists the closest tags and the
+newest ones, naming the flag it came from; `verify` says which HEAD it compared against."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def push_tiny_image(env: dict[str, str], repo: str, tags: list[str]) -> None:
+    """A config-only image (no layers) pushed straight through the registry's V2 API: quick, and
+    enough for a tag to exist with a creation time."""
+    ctx = ssl.create_default_context(cafile=env["SSL_CERT_FILE"])
+    auth = (env["GHTB_REGISTRY_USER"], env["GHTB_REGISTRY_PASSWORD"])
+    base = f"https://{env['ECR_REGISTRY']}/v2/{repo}"
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "created": created, "rootfs": {"type": "layers", "diff_ids": []}}
+    ).encode()
+    digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    with httpx.Client(verify=ctx, timeout=20, auth=auth) as client:
+        start = client.post(f"{base}/blobs/uploads/")
+        assert start.status_code == 202, start.text
+        upload = httpx.URL(str(start.url)).join(start.headers["Location"])
+        done = client.put(str(upload.copy_merge_params({"digest": digest})), content=config)
+        assert done.status_code == 201, done.text
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": digest,
+                    "size": len(config),
+                },
+                "layers": [],
+            }
+        ).encode()
+        for tag in tags:
+            put = client.put(f"{base}/manifests/{tag}", content=manifest, headers={"Content-Type": OCI_MANIFEST})
+            assert put.status_code == 201, put.text
+
+
+def test_a_missing_tag_lists_the_closest_and_the_newest(cli_factory, testbed_env, hosts) -> None:
+    word = uuid.uuid4().hex[:8]
+    real = f"msg-{word}-release"
+    push_tiny_image(testbed_env, testbed_env["ECR_REPOSITORY"], [real])
+    cli = cli_factory(EC2_HOST=hosts[0])
+
+    typo = f"msg-{word}-relaese"
+    rolled = cli("rollback", "--dry-run", "--to", typo, timeout=120)
+    assert rolled.returncode == 2, rolled.stderr
+    text = " ".join(rolled.stderr.split())
+    assert f"--to '{typo}': no such tag" in text
+    assert "closest:" in text and real in text.split("closest:", 1)[1].split(";")[0]
+    assert "newest:" in text and real in text.split("newest:", 1)[1]  # just pushed: among the newest
+    assert "--tag" not in text
+    assert "Traceback" not in rolled.stderr
+
+    deployed = cli("deploy", "--deploy-only", "--dry-run", "--tag", typo, timeout=120)
+    assert deployed.returncode == 2, deployed.stderr
+    text = " ".join(deployed.stderr.split())
+    assert f"--tag '{typo}': no such tag" in text and real in text
+
+
+def test_verify_says_which_head_it_compared_and_where_from(cli_factory, app_repo, tmp_path, hosts) -> None:
+    cli = cli_factory(EC2_HOST=hosts[0])
+    got = cli("--json", "verify", timeout=120)
+    doc = json.loads(got.stdout)
+    assert doc["expected_from"].startswith("HEAD of ") and str(app_repo) in doc["expected_from"]
+
+    elsewhere = tmp_path / "not-the-app"
+    elsewhere.mkdir()
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(elsewhere)], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(elsewhere),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+        check=True,
+    )
+    other = type(cli)(cwd=elsewhere, env=cli.env)
+    mismatch = other("verify", timeout=120)
+    text = " ".join((mismatch.stdout + mismatch.stderr).split())
+    assert f"HEAD of {elsewhere}" in text
+    assert "no Dockerfile" in text  # the hint: this is not the app's checkout
