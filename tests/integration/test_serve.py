@@ -379,6 +379,27 @@ def test_receiver_killed_mid_deploy_is_marked_interrupted_at_restart(receivers, 
         clean_hosts("h2")  # the killed deploy left h2 locked and its worker draining
 
 
+def test_sigterm_lets_the_running_deploy_stop_at_a_safe_point(receivers, tags) -> None:
+    receiver = receivers([H3])
+    base = receiver.post(payload_for(tags["a"]))
+    assert receiver.wait(base.json()["id"], *FINAL)["status"] == "succeeded"
+    busy("h3", 6)
+    deploy_id = receiver.post(payload_for(tags["b"])).json()["id"]
+    deadline = time.monotonic() + 120
+    while "draining" not in json.dumps(receiver.get(f"/api/v1/deploys/{deploy_id}")["progress"]):
+        assert time.monotonic() < deadline, "the deploy never reached the drain"
+        time.sleep(0.1)
+    assert receiver.proc is not None
+    receiver.proc.send_signal(signal.SIGTERM)
+    receiver.proc.wait(300)  # it waits for the deploy to reach a safe point, then exits
+    assert "stops at its next safe point" in receiver.log.read_text()
+    restarted = receivers([H3])
+    record = restarted.get(f"/api/v1/deploys/{deploy_id}")
+    assert record["status"] == "interrupted" and record["hosts"][0]["result"] == "rolled back", record
+    assert version("h3")["image_tag"] == tags["a"]  # back on the image it ran, healthy
+    assert not Path("/var/lib/ghtb/h3/opt/.ghdeploy/lock").exists()  # and the host's lock is free
+
+
 def test_two_receivers_on_postgresql_never_run_two_deploys_at_once(receivers, tags, testbed_env, tmp_path) -> None:
     import psycopg
 
