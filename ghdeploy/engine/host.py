@@ -50,7 +50,7 @@ class Operation:
     cancel: threading.Event = field(default_factory=threading.Event)
     operator: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}")
     message: str | None = None
-    # Names of throw-away files on the host (the docker login config); the dry run shows XXXX.
+    # Names of throw-away files on the host (the registry credentials); the dry run shows XXXX.
     token: Callable[[int], str] = secrets.token_hex
     # Per host, the compose services whose image is ECR_IMAGE (found in preflight): the only ones
     # pulled and restarted. A host not preflighted gets api and worker.
