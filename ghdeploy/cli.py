@@ -267,7 +267,7 @@ def push(tag: TagOpt = None) -> None:
 @app.command(
     epilog=(
         "\b\nExamples:\n"
-        "  ghdeploy deploy --dry-run                 what would happen, exactly\n"
+        "  ghdeploy deploy --dry-run                 what would happen on each host (-v: the exact commands)\n"
         "  ghdeploy deploy -m 'fix login'            build, push, deploy every host, verify\n"
         "  ghdeploy deploy --deploy-only --tag 1a2b3c4 --host ec2-user@10.0.1.5\n"
         "\b\nA host whose new image fails its health check is rolled back to the exact image it ran\n"
@@ -338,7 +338,7 @@ def deploy(
             dry_run=dry_run,
             message=message,
         )
-    _finish(render.deploy_report(report, STATE.json, "deploy"))
+    _finish(render.deploy_report(report, STATE.json, "deploy", STATE.verbose))
 
 
 @app.command(
@@ -390,7 +390,7 @@ def rollback(
             dry_run=dry_run,
             message=message,
         )
-    _finish(render.deploy_report(report, STATE.json, "rollback"))
+    _finish(render.deploy_report(report, STATE.json, "rollback", STATE.verbose))
 
 
 # --- read-only ------------------------------------------------------------------------------
