@@ -267,7 +267,7 @@ def push(tag: TagOpt = None) -> None:
 @app.command(
     epilog=(
         "\b\nExamples:\n"
-        "  ghdeploy deploy --dry-run                 what would happen, exactly\n"
+        "  ghdeploy deploy --dry-run                 what would happen on each host (-v: the exact commands)\n"
         "  ghdeploy deploy -m 'fix login'            build, push, deploy every host, verify\n"
         "  ghdeploy deploy --deploy-only --tag 1a2b3c4 --host ec2-user@10.0.1.5\n"
         "\b\nA host whose new image fails its health check is rolled back to the exact image it ran\n"
@@ -338,7 +338,7 @@ def deploy(
             dry_run=dry_run,
             message=message,
         )
-    _finish(render.deploy_report(report, STATE.json, "deploy"))
+    _finish(render.deploy_report(report, STATE.json, "deploy", STATE.verbose))
 
 
 @app.command(
@@ -390,7 +390,7 @@ def rollback(
             dry_run=dry_run,
             message=message,
         )
-    _finish(render.deploy_report(report, STATE.json, "rollback"))
+    _finish(render.deploy_report(report, STATE.json, "rollback", STATE.verbose))
 
 
 # --- read-only ------------------------------------------------------------------------------
@@ -767,31 +767,21 @@ def _click_exceptions() -> Any:
 
 # Global flags that may also be written after the command (`ghdeploy status --json`).
 _GLOBAL_FLAGS = {"--json", "-q", "--quiet", "-v", "-vv", "-vvv", "--verbose"}
-# Options that take a value: the word after them is that value, never a global flag.
-_VALUE_OPTIONS = {
-    "--env-file",
-    "--tag",
-    "-t",
-    "--platform",
-    "--host",
-    "--batch",
-    "--message",
-    "-m",
-    "--to",
-    "--expect",
-    "--interval",
-    "-n",
-    "--limit",
-    "--listen",
-    "--url",
-    "--environment",
-    "--run-url",
-    "--service",
-    "-s",
-    "--since",
-    "--tail",
-    "--grep",
-}
+
+
+def value_options(command: Any) -> set[str]:
+    """The options of a click command tree that take a value: the word after one is its value,
+    never a global flag. Read from the tree itself, so a new option needs no list kept by hand."""
+    found: set[str] = set()
+    stack = [command]
+    while stack:
+        current = stack.pop()
+        for param in getattr(current, "params", []):
+            if getattr(param, "param_type_name", "") == "option" and not param.is_flag and not param.count:
+                found.update(param.opts)
+                found.update(param.secondary_opts)
+        stack.extend(getattr(current, "commands", {}).values())
+    return found
 
 
 # Global options that take a value (`ghdeploy status --env-file staging.env`).
@@ -805,8 +795,10 @@ GLOBAL_OPTIONS_HELP = (
 )
 
 
-def hoist_global_flags(args: list[str]) -> list[str]:
+def hoist_global_flags(args: list[str], takes_value: set[str] | None = None) -> list[str]:
     """Move global options written after the command to the front, where click expects them."""
+    if takes_value is None:
+        takes_value = value_options(_click_command(args))
     front: list[str] = []
     rest: list[str] = []
     previous = ""
@@ -818,7 +810,7 @@ def hoist_global_flags(args: list[str]) -> list[str]:
         elif arg == "--":
             rest += args[i:]
             break
-        elif previous in _VALUE_OPTIONS:
+        elif previous in takes_value:
             rest.append(arg)
         elif arg in _GLOBAL_FLAGS or arg.startswith(tuple(f"{o}=" for o in _GLOBAL_VALUE_OPTIONS)):
             front.append(arg)
@@ -877,8 +869,9 @@ def _list_global_options(group: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     click = _click_exceptions()
-    args = hoist_global_flags(sys.argv[1:] if argv is None else list(argv))
-    command = _click_command(args)
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = _click_command(given)  # global options after the command do not change which one it is
+    args = hoist_global_flags(given, value_options(command))
     _list_global_options(command)
     try:
         result = command.main(args=args, prog_name="ghdeploy", standalone_mode=False)

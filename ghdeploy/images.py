@@ -145,7 +145,7 @@ def push_image(config: Config, cwd: Path, reporter: Reporter, *, tag: str | None
     region = config.text("AWS_REGION")
     reporter.step(None, f"checking ECR repository {config.repository}")
     registry.check_repository(region, config.repository)
-    auth = registry.get_login(region, config.registry)
+    auth = registry.login_once(region, config.registry)
     reporter.step(None, f"logging in to {config.registry}")
     with docker.temporary_login(auth.registry, auth.username, auth.password) as env:
         digest = docker.push(ref, env, reporter)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +114,25 @@ def get_login(region: str, registry: str) -> RegistryAuth:
         password=password,
         expires_at=expires.timestamp() if hasattr(expires, "timestamp") else None,
     )
+
+
+# One ECR login per process and registry: a deploy's push, preflight and every host's pull
+# share it (GetAuthorizationToken once per run, not per step or per host). A long-running
+# process (serve, agent) gets a new token once this one has less than an hour left.
+_LOGINS: dict[tuple[str, str], RegistryAuth] = {}
+_LOGINS_LOCK = threading.Lock()
+_REFRESH_BEFORE = 3600.0
+
+
+def login_once(region: str, registry: str, now: Callable[[], float] = time.time) -> RegistryAuth:
+    """get_login, reused for as long as the token stays valid for more than an hour."""
+    with _LOGINS_LOCK:
+        auth = _LOGINS.get((region, registry))
+        if auth is not None and auth.expires_at is not None and auth.expires_at - now() > _REFRESH_BEFORE:
+            return auth
+        auth = get_login(region, registry)
+        _LOGINS[(region, registry)] = auth
+        return auth
 
 
 OVERRIDE_KEY = "ECR_REGISTRY_OVERRIDE"

@@ -330,6 +330,21 @@ def drop_backup(name: str) -> Argv:
     return ["sh", "-c", script, "sh", backup_name(name)]
 
 
+def restore_all_backups() -> Argv:
+    """Put back every NAME.ghdeploy-backup on the host, started when its replacement was running.
+
+    For whatever finishes a run that cannot (the laptop gone mid-switch): a self-contained script
+    with no value from us at all, so it can run detached on the host.
+    """
+    script = (
+        'docker ps --all --format "{{.Names}}" | while read -r b; do case "$b" in *' + BACKUP_SUFFIX + ") "
+        "n=${b%" + BACKUP_SUFFIX + '}; r=$(docker inspect --format "{{.State.Running}}" "$n" 2>/dev/null); '
+        'docker rm -f "$n" >/dev/null 2>&1; docker rename "$b" "$n" || continue; '
+        'if [ "$r" = true ]; then docker start "$n" >/dev/null; fi;; esac; done; exit 0'
+    )
+    return ["sh", "-c", script]
+
+
 def inspect_containers(names: list[str]) -> Argv:
     return ["docker", "container", "inspect", "--", *names]
 

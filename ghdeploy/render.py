@@ -161,14 +161,14 @@ def _next_step(fleet: Any) -> str | None:
     return None
 
 
-def deploy_report(report: Any, as_json: bool, command: str) -> int:
+def deploy_report(report: Any, as_json: bool, command: str, verbose: int = 0) -> int:
     code = int(report.exit_code)
     if as_json:
         emit_json(command, {"ok": code == 0, "exit_code": code, **report.to_dict()})
         return code
     console = out()
     if report.plan is not None:
-        _plan_text(console, report, command)
+        _plan_text(console, report, command, verbose)
         return code
     if report.push is not None and report.fleet is None:
         console.print(f"pushed {escape(report.push.refs[0])} and :latest\n  digest {report.push.digest}")
@@ -186,17 +186,58 @@ def deploy_report(report: Any, as_json: bool, command: str) -> int:
     return code
 
 
-def _plan_text(console: Console, report: Any, command: str) -> None:
+# Progress steps of the simulated run that say nothing about what would change.
+_PLAN_NOISE = ("image ready, waiting for the switch", "preflight", "ready")
+
+
+def plan_summary(item: dict[str, Any]) -> dict[str, str]:
+    """A host's dry run in a few human lines: what runs now, the pull, the steps, where a failure returns."""
+    current = item.get("current") or {}
+    now = current.get("tag") or current.get("label") or (current.get("image_id") or "")[:19] or "nothing"
+    steps = [s for s in item.get("summary") or [] if s not in _PLAN_NOISE]
+    pulls = [s for s in steps if s.startswith("pulling ")]
+    there = [s for s in steps if s.endswith(" already on host")]
+    if pulls:
+        pull = pulls[0].replace("pulling ", "pulls ", 1) + " (every host pulls before any host switches)"
+    elif there:
+        pull = f"no pull: {there[0].removesuffix(' already on host')} is already on the host"
+    else:
+        pull = "no pull"
+    switch = [s for s in steps if not s.startswith("pulling ") and not s.endswith(" already on host")]
+    changes = [s for s in item.get("steps") or [] if s.get("changes")]
+    back = item.get("current")
+    if back:
+        failure = f"back to {now}, the exact image it runs now (health-checked again)"
+    else:
+        failure = "nothing runs there now: there is no earlier image to go back to"
+    return {
+        "now": str(now),
+        "pull": pull,
+        "then": " -> ".join(switch) or "nothing",
+        "changes": f"{len(changes)} of {len(item.get('commands') or [])} commands change the host",
+        "failure": failure,
+    }
+
+
+def _plan_text(console: Console, report: Any, command: str, verbose: int = 0) -> None:
     console.print(f"[bold]dry run[/bold]: {command} of {escape(report.tag)}; nothing was changed")
     for i, item in enumerate(report.plan, 1):
-        current = item.get("current") or {}
-        now = current.get("tag") or (current.get("image_id") or "nothing")[:19]
+        plan = plan_summary(item)
         lock = item.get("lock")
-        console.print(f"\n{i}. [bold]{escape(item['host'])}[/bold]  runs now: {escape(str(now))}")
+        console.print(f"\n{i}. [bold]{escape(item['host'])}[/bold]  runs now: {escape(plan['now'])}")
         if lock:
             console.print(f"   [yellow]locked[/yellow]: {escape(json.dumps(lock))}")
-        for cmd in item["commands"]:
-            console.print(f"   $ {escape(cmd)}", soft_wrap=True)
+        goes_to = (item.get("rollback_to") or {}).get("label") if command == "rollback" else report.tag
+        console.print(f"   switches to: {escape(str(goes_to or '?'))}")
+        console.print(f"   {escape(plan['pull'])}", soft_wrap=True)
+        console.print(f"   then: {escape(plan['then'])}", soft_wrap=True)
+        console.print(f"   if it fails: {escape(plan['failure'])}", soft_wrap=True)
+        if verbose:
+            console.print(f"   exact commands ({escape(plan['changes'])}):")
+            for cmd in item["commands"]:
+                console.print(f"   $ {escape(cmd)}", soft_wrap=True)
+        else:
+            console.print(f"   [dim]{escape(plan['changes'])}; -v shows them exactly[/dim]")
 
 
 def _fleet_text(console: Console, fleet: Any, title: str) -> None:

@@ -94,7 +94,7 @@ def deploy(
 
     t = time.monotonic()
     reporter.step(None, f"resolving {config.repository}:{report.tag} in {config.registry}")
-    auth = registry.get_login(config.text("AWS_REGION"), config.registry)
+    auth = registry.login_once(config.text("AWS_REGION"), config.registry)
     if builds and dry_run:
         # The tag need not exist yet: the build and push of the real run would create it.
         digest = registry.resolve_digest(auth, config.repository, report.tag)

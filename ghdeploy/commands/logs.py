@@ -28,7 +28,7 @@ from ghdeploy.logmerge import LogLine, LogSource
 from ghdeploy.progress import Reporter
 
 if TYPE_CHECKING:
-    from ghdeploy.transports.ssh import Connection, SSHSettings
+    from ghdeploy.transports.ssh import Connection
     from ghdeploy.transports.ssh.stream import RemoteStream
 
 DEFAULT_TAIL = 200
@@ -90,7 +90,9 @@ class _Session:
         self.options = options
         self.sink = sink
         self.app_dir = config.text("GHOSTHANDS_DIR").rstrip("/") or "/"
-        self.settings = _ssh_settings(config, accept_new)
+        from ghdeploy.engine.connect import ssh_settings  # the light fan-out module, not the deploy engine
+
+        self.settings = ssh_settings(config, accept_new)
         self.stopping = threading.Event()
         self.lost: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -163,21 +165,6 @@ class _Session:
         for item in self.hosts:
             if item.conn is not None:
                 item.conn.close()
-
-
-def _ssh_settings(config: Config, accept_new: bool) -> SSHSettings:
-    # The same settings as every other command (engine.fleet.ssh_settings), built here so that `logs`
-    # does not import the deploy engine (~100 ms) before its first line: it is the command
-    # typed first in an incident.
-    from ghdeploy.transports.ssh.settings import SSHSettings
-
-    ssh_config = config.path("SSH_CONFIG") if config.get("SSH_CONFIG") else None
-    return SSHSettings(
-        key_file=config.path("EC2_KEY") if config.get("EC2_KEY") else None,
-        known_hosts=config.path("SSH_KNOWN_HOSTS"),
-        accept_new_host_key=accept_new,
-        ssh_config=ssh_config if ssh_config and ssh_config.is_file() else None,
-    )
 
 
 def targets(config: Config, only: list[str], reporter: Reporter) -> list[Host]:

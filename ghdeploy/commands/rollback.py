@@ -52,7 +52,7 @@ def rollback(
     shared_target: Target | None = None
     if to_tag:
         validate_tag(to_tag, "--to")
-        auth = registry.get_login(config.text("AWS_REGION"), config.registry)
+        auth = registry.login_once(config.text("AWS_REGION"), config.registry)
         digest = registry.require_digest(auth, config.repository, to_tag, "--to", config.aws_region)
         shared_target = Target(
             ref=f"{config.image_name}:{to_tag}", label=f"{config.repository}:{to_tag}", digest=digest

@@ -353,7 +353,14 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(
     # Two hosts, in EC2_HOST's order: j1 (through the jump host, from SSH_CONFIG) first.
     config = jump_config(tmp_path / "ssh_config", testbed_env["EC2_KEY"])
     fleet = {"EC2_HOST": f"j1,{H1}", "SSH_CONFIG": str(config)}
-    proc = h1("deploy", "--deploy-only", "--dry-run", "--tag", v3, extra_env=fleet)
+    # By default a short human plan per host; -v adds the exact commands.
+    human = h1("deploy", "--deploy-only", "--dry-run", "--tag", v3, extra_env=fleet)
+    assert human.returncode == 0, human.stderr
+    assert f"runs now: {v2}" in human.stdout and f"switches to: {v3}" in human.stdout
+    assert f"if it fails: back to {v2}" in human.stdout
+    assert "pulls ghosthands:" in human.stdout or "no pull:" in human.stdout
+    assert "$ " not in human.stdout and "-v shows them exactly" in human.stdout
+    proc = h1("-v", "deploy", "--deploy-only", "--dry-run", "--tag", v3, extra_env=fleet)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert f"dry run: deploy of {v3}; nothing was changed" in out
@@ -378,13 +385,13 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(
 
     # The whole pipeline's dry run works before the build: the tag need not be in the registry yet.
     head = new_commit(app_repo, "not built")
-    full = h1("deploy", "--dry-run")
+    full = h1("deploy", "--dry-run", "-v")
     assert full.returncode == 0, full.stderr
     short = git(app_repo, "rev-parse", "--short", "HEAD")
     assert f"dry run: deploy of {short}" in full.stdout and COMPOSE_UP in full.stdout
     assert head.startswith(short)
 
-    back = h1("rollback", "--dry-run")
+    back = h1("rollback", "--dry-run", "-v")
     assert back.returncode == 0, back.stderr
     assert "dry run: rollback of previous; nothing was changed" in back.stdout
     assert f"runs now: {v2}" in back.stdout

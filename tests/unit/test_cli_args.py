@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ghdeploy.cli import hoist_global_flags
+from ghdeploy.cli import _click_command, hoist_global_flags, value_options
 
 
 def test_global_flags_after_the_command_move_to_the_front() -> None:
@@ -20,6 +20,13 @@ def test_global_flags_after_the_command_move_to_the_front() -> None:
 def test_a_value_that_looks_like_a_flag_stays_a_value() -> None:
     assert hoist_global_flags(["deploy", "-m", "-v", "--json"]) == ["--json", "deploy", "-m", "-v"]
     assert hoist_global_flags(["deploy", "--message", "--json"]) == ["deploy", "--message", "--json"]
+
+
+def test_the_options_that_take_a_value_come_from_the_command_tree() -> None:
+    every = value_options(_click_command([]))
+    assert {"--env-file", "--tag", "-m", "--message", "--host", "--batch", "--to", "-n", "--expect"} <= every
+    assert not every & {"--json", "-v", "--verbose", "-q", "--dry-run", "--push-only", "--yes", "-y"}
+    assert value_options(_click_command(["rollback"])) >= {"--to", "--env-file"}
 
 
 def test_nothing_moves_past_a_double_dash() -> None:

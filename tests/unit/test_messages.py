@@ -124,3 +124,51 @@ def test_missing_credentials_are_a_preflight_failure_with_both_ways_to_log_in() 
     assert err.exit_code == ExitCode.BAD_INPUT
     assert err.hint and "aws sso login" in err.hint and "AWS_PROFILE" in err.hint and "AWS_ACCESS_KEY_ID" in err.hint
     assert "no aws CLI is needed" in err.hint
+
+
+PLAN_ITEM: dict[str, Any] = {
+    "host": "root@h1",
+    "current": {"tag": "v2", "image_id": "sha256:" + "a" * 64},
+    "lock": None,
+    "rollback_to": {"tag": "v2"},
+    "commands": ["docker image inspect x", "env ECR_IMAGE=reg/gh:v3 docker compose up -d", "GET localhost:3100/health"],
+    "steps": [
+        {"kind": "run", "command": "docker image inspect x", "stdin": False, "changes": False},
+        {"kind": "run", "command": "env ECR_IMAGE=reg/gh:v3 docker compose up -d", "stdin": False, "changes": True},
+        {"kind": "http", "command": "GET localhost:3100/health", "stdin": False, "changes": False},
+    ],
+    "summary": [
+        "pulling gh:v3",
+        "image ready, waiting for the switch",
+        "draining worker",
+        "stopping worker (up to 35s)",
+        "docker compose up -d",
+        "waiting for /health (up to 60s)",
+    ],
+}
+
+
+def test_the_dry_run_is_a_short_human_plan_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from ghdeploy.results import DeployReport
+
+    report = DeployReport(tag="v3", plan=[PLAN_ITEM])
+    assert render.deploy_report(report, False, "deploy") == 0
+    out = capsys.readouterr().out
+    assert "runs now: v2" in out and "switches to: v3" in out
+    assert "pulls gh:v3" in out
+    assert "then: draining worker -> stopping worker (up to 35s) -> docker compose up -d" in out
+    assert "if it fails: back to v2" in out
+    assert "1 of 3 commands change the host; -v shows them exactly" in out
+    assert "$ " not in out and "image ready" not in out
+
+    assert render.deploy_report(report, False, "deploy", verbose=1) == 0
+    out = capsys.readouterr().out
+    assert "$ env ECR_IMAGE=reg/gh:v3 docker compose up -d" in out and "if it fails" in out
+
+
+def test_the_plan_says_when_the_pull_is_skipped_and_when_there_is_nothing_to_go_back_to() -> None:
+    fresh = {**PLAN_ITEM, "current": None, "summary": ["gh:v3 already on host", "docker compose up -d"]}
+    plan = render.plan_summary(fresh)
+    assert plan["pull"] == "no pull: gh:v3 is already on the host"
+    assert plan["now"] == "nothing"
+    assert "no earlier image" in plan["failure"]

@@ -276,6 +276,10 @@ if args[:2] == ["compose", "version"]:
     print("2.29.1")
 elif args[:1] == ["info"]:
     sys.exit(1 if fail == "info" else 0)
+elif args[:1] == ["ps"]:
+    print(os.environ.get("FAKE_DOCKER_PS", "").replace(",", "\\n"))
+elif args[:2] == ["inspect", "--format"]:
+    print("true" if args[-1] in os.environ.get("FAKE_DOCKER_RUNNING", "").split(",") else "false")
 elif args[:1] == ["create"]:
     sys.exit(int(os.environ.get("FAKE_DOCKER_CREATE_RC", "0")))
 elif args[:2] == ["container", "inspect"]:
@@ -720,3 +724,17 @@ def test_ctrl_c_while_a_host_takes_the_lock_leaves_no_lock(
     with pytest.raises(KeyboardInterrupt):
         fleet_mod.open_fleet(None, [Host("h1")], fleet_mod.HostOptions(), NullReporter(), info)  # type: ignore[arg-type]
     assert host.run(rc.read_lock(layout)).stdout == ""  # released: not left behind unrecorded
+
+
+def test_restore_all_backups_puts_each_back_started_as_its_replacement_was(host: FakeHost) -> None:
+    names = "ghosthands-api-1,gh-worker-1,gh-worker-1.ghdeploy-backup,gh-worker-2.ghdeploy-backup"
+    result = host.run(rc.restore_all_backups(), FAKE_DOCKER_PS=names, FAKE_DOCKER_RUNNING="gh-worker-1")
+    assert result.returncode == 0, result.stderr
+    calls = [c["argv"] for c in host.docker_calls() if c["argv"][0] in ("rm", "rename", "start")]
+    assert calls == [
+        ["rm", "-f", "gh-worker-1"],
+        ["rename", "gh-worker-1.ghdeploy-backup", "gh-worker-1"],
+        ["start", "gh-worker-1"],
+        ["rm", "-f", "gh-worker-2"],
+        ["rename", "gh-worker-2.ghdeploy-backup", "gh-worker-2"],
+    ]

@@ -228,7 +228,8 @@ def test_dry_run_plan_prints_commands_literally(capsys: pytest.CaptureFixture[st
             "commands": ["docker compose up -d", "echo '[red]not markup[/red]'"],
         }
     ]
-    assert render.deploy_report(DeployReport(tag="v2", plan=plan), False, "deploy") == 0
+    # -v: the exact commands (by default a short human plan, see test_messages.py)
+    assert render.deploy_report(DeployReport(tag="v2", plan=plan), False, "deploy", verbose=1) == 0
     out = capsys.readouterr().out
     assert "dry run" in out and "nothing was changed" in out
     assert "$ docker compose up -d" in out
