@@ -23,8 +23,12 @@ from typing import Any
 SHELL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names the docker CLI itself reads from its environment: a multi-line value with such a name
 # cannot be handed to `docker create -e NAME` without changing what the CLI does.
-CLI_NAMES = {"PATH", "HOME", "TMPDIR", "SHELL", "IFS", "ENV", "PWD", "OLDPWD", "PS1", "PS2", "PS4", "OPTIND"}
-CLI_PREFIXES = ("DOCKER_", "LD_", "GO", "HTTP_", "HTTPS_", "NO_PROXY", "http_", "https_", "no_proxy", "XDG_", "SSL_")
+CLI_NAMES = {
+    *("PATH", "HOME", "TMPDIR", "SHELL", "IFS", "ENV", "PWD", "OLDPWD", "PS1", "PS2", "PS4", "OPTIND"),
+    *("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"),
+    *("GODEBUG", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GOTRACEBACK", "SSL_CERT_FILE", "SSL_CERT_DIR"),
+}
+CLI_PREFIXES = ("DOCKER_", "LD_", "XDG_")
 
 
 @dataclass(frozen=True)

@@ -650,3 +650,9 @@ def test_a_replacement_not_configured_like_the_old_one_is_undone() -> None:
     stdin = remote.calls[0][2]
     assert stdin is not None and b"DATABASE_URL=postgres://gh:secret@db/gh" in stdin  # env on stdin only
     assert "secret" not in commands[0]
+
+
+def test_multiline_values_under_ordinary_names_are_carried() -> None:
+    container = targeted_inspect(Config__Env=['GOOGLE_CREDENTIALS={\n "k": 1\n}', "SSL_KEY=a\nb", "DOCKER_X=a\nb"])
+    problems = container_spec(container, image_inspect()).problems
+    assert problems == ["gh-worker-7: Config.Env DOCKER_X: a multi-line value under a name the docker CLI itself reads"]
