@@ -118,6 +118,8 @@ def _config(
         config = load_config(command=command, env_file=STATE.env_file, overrides=overrides, flag_names=flags)
     else:
         config = load_config(needs=command, env_file=STATE.env_file, overrides=overrides, flag_names=flags)
+    for warning in config.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
     if only and "EC2_HOST" in config.values and "ASG_NAME" not in config.values:
         from ghdeploy.hosts import narrow
 

@@ -280,6 +280,7 @@ class Config:
     sources: Mapping[str, str] = field(default_factory=dict)  # key -> "flag --tag" | "environment" | file | "default"
     env_file: Path | None = None
     checked: frozenset[str] = frozenset()  # the keys validated at load time
+    warnings: tuple[str, ...] = ()  # e.g. a misspelt key in the env file, which nothing reads
     _parsed: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -479,8 +480,31 @@ def load_config(
         sources=MappingProxyType(sources),
         env_file=used_file,
         checked=frozenset(needed),
+        warnings=tuple(_stray_file_keys(used_file, file_values, environ)),
         _parsed=MappingProxyType(parsed),
     )
+
+
+# Read by boto3, docker or ghdeploy's output from the process environment, never from the env file.
+PROCESS_SETTINGS = ("DOCKER_HOST", "SSL_CERT_FILE", "NO_COLOR")
+
+
+def _stray_file_keys(path: Path | None, file_values: Mapping[str, str], environ: Mapping[str, str]) -> list[str]:
+    """Lines of the env file that nothing reads: a misspelt key would otherwise be ignored in silence."""
+    import difflib
+
+    notes: list[str] = []
+    for name, value in file_values.items():
+        if name in KEYS or environ.get(name) == value:  # the same value exported too (systemd EnvironmentFile)
+            continue
+        if name.startswith("AWS_") or name in PROCESS_SETTINGS:
+            notes.append(f"{path}: {name} is ignored there: it is read from the process environment (export it)")
+            continue
+        close = difflib.get_close_matches(name, list(KEYS), n=1, cutoff=0.75)
+        notes.append(
+            f"{path}: {name} is not a ghdeploy key, ignored" + (f" (did you mean {close[0]}?)" if close else "")
+        )
+    return notes
 
 
 def _label(key: Key[Any], source: str) -> str:

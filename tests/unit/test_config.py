@@ -572,3 +572,19 @@ def test_mypy_rejects_a_misspelt_key(tmp_path: Path) -> None:
     assert 'has no attribute "gh_api_prot"' in result.stdout, result.stdout
     assert "Literal['GH_API_PROT']" in result.stdout, result.stdout
     assert "probe.py:13" not in result.stdout, result.stdout
+
+
+def test_a_misspelt_or_misplaced_key_in_the_env_file_is_warned_about(tmp_path: Path) -> None:
+    _write_env(
+        tmp_path,
+        "EC2_HOSTS=ubuntu@h1\nECR_REGISTRY=r.example.com\nAWS_PROFILE=prod\nAWS_REGION=us-east-1\nFOO_BAR=1\n",
+    )
+    cfg = load_config(needs=BUILD_KEYS, environ={}, cwd=tmp_path)
+    text = "\n".join(cfg.warnings)
+    assert "EC2_HOSTS is not a ghdeploy key, ignored (did you mean EC2_HOST?)" in text
+    assert "AWS_PROFILE is ignored there: it is read from the process environment" in text
+    assert "FOO_BAR is not a ghdeploy key, ignored" in text and "FOO_BAR is not a ghdeploy key, ignored (" not in text
+    assert "ECR_REGISTRY" not in text and "AWS_REGION" not in text  # declared keys
+    # the same value exported as well (systemd's EnvironmentFile): nothing to say
+    cfg = load_config(needs=BUILD_KEYS, environ={"AWS_PROFILE": "prod"}, cwd=tmp_path)
+    assert not any("AWS_PROFILE" in w for w in cfg.warnings)
