@@ -71,6 +71,7 @@ def read_env() -> dict[str, str]:
             key, _, value = line.partition("=")
             env[key.strip()] = value.strip().strip('"')
     env.update(AWS_EC2_METADATA_DISABLED="true", NO_COLOR="1", PYTHONPATH=str(REPO))
+    env["ECR_REGISTRY_OVERRIDE"] = "1"  # the testbed's registry stands in for ECR (process env only)
     return env
 
 
@@ -280,7 +281,7 @@ def figure_connections(env: dict[str, str], hosts: list[str]) -> None:
     os.environ.update({k: env[k] for k in ("EC2_KEY", "SSH_KNOWN_HOSTS")})
     import threading
 
-    from ghdeploy.engine.fleet import close_all, connect_all
+    from ghdeploy.engine.connect import close_all, connect_all
     from ghdeploy.hosts import Host, parse_host
     from ghdeploy.progress import NullReporter
     from ghdeploy.transports.ssh import SSHSettings, connect
