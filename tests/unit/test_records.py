@@ -13,7 +13,7 @@ from pathlib import Path
 from ghdeploy import records
 from ghdeploy.engine.host import history_record, pending_record
 from ghdeploy.records import SCHEMA_VERSION, HistoryRecord, LockInfo, PendingRecord
-from ghdeploy.results import HostResult
+from ghdeploy.results import HostResult, Result
 from tests.unit.test_dry_run import TARGET, operation
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
@@ -59,7 +59,7 @@ def test_readers_tolerate_newer_and_broken_records() -> None:
 def test_what_this_version_writes_has_a_schema_and_no_field_twice() -> None:
     op = operation()
     op.message = "why"
-    result = HostResult(host="h", target=TARGET, image_id="sha256:" + "2" * 64, result="succeeded", duration=1.25)
+    result = HostResult(host="h", target=TARGET, image_id="sha256:" + "2" * 64, result=Result.SUCCEEDED, duration=1.25)
     record = history_record(op, result)
     line = json.loads(records.history_line(record))
     assert line["schema"] == SCHEMA_VERSION and line["message"] == "why" and line["duration_s"] == 1.25
