@@ -402,27 +402,27 @@ def rollback(
 def hosts(host: HostOpt = None) -> None:
     """List the hosts commands would work on, in deploy order (finds ASG_NAME's instances). Connects to none."""
     config = _config("hosts", only=host)
-    from ghdeploy import render
+    from ghdeploy import render_hosts
     from ghdeploy.commands.hosts import hosts as run_hosts
     from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         found, notes = run_hosts(config, HostOptions(only=host or []), reporter)
     source = f"ASG {config.asg_name}" if config.asg_name else "EC2_HOST"
-    _finish(render.hosts_list(found, notes, source, STATE.json))
+    _finish(render_hosts.hosts_list(found, notes, source, STATE.json))
 
 
 @app.command()
 def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Per host: services, image, health, worker state, version, last deploy (all hosts at once)."""
     config = _config("status", only=host)
-    from ghdeploy import render
+    from ghdeploy import render_hosts
     from ghdeploy.commands.status import status as run_status
     from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         rows = run_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
-    _finish(render.status_table(rows, STATE.json))
+    _finish(render_hosts.status_table(rows, STATE.json))
 
 
 @app.command()
@@ -441,7 +441,7 @@ def verify(
 ) -> None:
     """Compare /health/version's commit_sha on every host with local HEAD (or --expect)."""
     config = _config("verify", only=host)
-    from ghdeploy import render
+    from ghdeploy import render_hosts
     from ghdeploy.commands.verify import verify as run_verify
     from ghdeploy.engine.connect import HostOptions
 
@@ -453,7 +453,7 @@ def verify(
             reporter,
             expect,
         )
-    _finish(render.verify_table(rows, STATE.json))
+    _finish(render_hosts.verify_table(rows, STATE.json))
 
 
 @app.command()
@@ -467,26 +467,26 @@ def history(
 ) -> None:
     """The deploy and rollback records kept on each host, newest last."""
     config = _config("history", only=host)
-    from ghdeploy import render
+    from ghdeploy import render_hosts
     from ghdeploy.commands.history import history as run_history
     from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         rows = run_history(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, n)
-    _finish(render.history_table(rows, STATE.json))
+    _finish(render_hosts.history_table(rows, STATE.json))
 
 
 @lock_app.command("status")
 def lock_status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Show who holds each host's deploy lock, since when, and why."""
     config = _config("lock", only=host)
-    from ghdeploy import render
+    from ghdeploy import render_hosts
     from ghdeploy.commands.lock import lock_status as run_lock_status
     from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         rows = run_lock_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
-    _finish(render.lock_table(rows, STATE.json, "lock status"))
+    _finish(render_hosts.lock_table(rows, STATE.json, "lock status"))
 
 
 @lock_app.command("release")
@@ -505,13 +505,13 @@ def lock_release(
             f"Release the deploy lock on {targets}? A deploy still running there loses it", default=False
         ):
             raise typer.Exit(1)
-    from ghdeploy import render
+    from ghdeploy import render_hosts
     from ghdeploy.commands.lock import lock_release as run_lock_release
     from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
         rows = run_lock_release(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
-    _finish(render.lock_table(rows, STATE.json, "lock release"))
+    _finish(render_hosts.lock_table(rows, STATE.json, "lock release"))
 
 
 # --- agent ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from ghdeploy import locks, render
+from ghdeploy import locks, render, render_hosts
 from ghdeploy.commands.history import HostHistory
 from ghdeploy.commands.lock import HostLock
 from ghdeploy.engine.host import run_host
@@ -83,16 +83,16 @@ def documents(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     host = FakeDockerHost()
     run_host(operation(), host, TARGET)
     status = host_status(host, LAYOUT, 3100, 3101)  # type: ignore[arg-type]
-    add(render.status_table, [status], True)
-    add(render.verify_table, verify, True)
+    add(render_hosts.status_table, [status], True)
+    add(render_hosts.verify_table, verify, True)
     records = [json.loads(line) for line in host.files[LAYOUT.history_file].splitlines()]
-    add(render.history_table, [HostHistory(host="a", records=records), HostHistory(host="b", error="down")], True)
+    add(render_hosts.history_table, [HostHistory(host="a", records=records), HostHistory(host="b", error="down")], True)
     holder = locks.lock_info("al@laptop", "deploy", "v2", "why")
     for command in ("lock status", "lock release"):
         rows = [HostLock(host="a", holder=holder, released=command == "lock release"), HostLock(host="b", error="x")]
-        add(render.lock_table, rows, True, command)
+        add(render_hosts.lock_table, rows, True, command)
     add(
-        render.hosts_list,
+        render_hosts.hosts_list,
         [Host("10.0.0.1", "ec2-user"), Host("10.0.0.2", "ec2-user", 2222)],
         ["i-1: no address"],
         "EC2_HOST",

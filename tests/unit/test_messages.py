@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ghdeploy import remote_commands as rc
-from ghdeploy import render
+from ghdeploy import render, render_hosts
 from ghdeploy.engine import fleet as engine_fleet
 from ghdeploy.engine import host as engine
 from ghdeploy.errors import CredentialsError, ExitCode, HostKeyError, PreflightError, SSHError, problem_kind
@@ -40,7 +40,7 @@ def test_status_shows_an_unknown_host_key_in_its_own_column_with_the_deploy_hint
 ) -> None:
     monkeypatch.setenv("COLUMNS", "250")
     rows = [HostStatus(host="root@h2", health=200), HostStatus.unreadable("root@h1", UNKNOWN)]
-    assert render.status_table(rows, False) == 1
+    assert render_hosts.status_table(rows, False) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "problem" in out
     assert "unknown host key" in out
@@ -49,7 +49,7 @@ def test_status_shows_an_unknown_host_key_in_its_own_column_with_the_deploy_hint
 
 
 def test_status_json_carries_the_problem_and_hint(capsys: pytest.CaptureFixture[str]) -> None:
-    render.status_table([HostStatus.unreadable("root@h1", UNKNOWN)], True)
+    render_hosts.status_table([HostStatus.unreadable("root@h1", UNKNOWN)], True)
     import json
 
     host = json.loads(capsys.readouterr().out)["hosts"][0]

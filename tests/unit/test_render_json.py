@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ghdeploy import __version__, render
+from ghdeploy import __version__, render, render_hosts
 from ghdeploy.commands.history import HostHistory
 from ghdeploy.commands.lock import HostLock
 from ghdeploy.errors import ConfigError, ExitCode, HostKeyError, OperationFailed
@@ -241,47 +241,47 @@ def test_dry_run_plan_prints_commands_literally(capsys: pytest.CaptureFixture[st
 
 def test_status_json(capsys: pytest.CaptureFixture[str]) -> None:
     good = HostStatus(host="ubuntu@a", health=200)
-    assert render.status_table([good], True) == 0
+    assert render_hosts.status_table([good], True) == 0
     doc, _ = _one_json(capsys)
     assert doc["command"] == "status" and doc["ok"] is True
     assert doc["hosts"][0]["host"] == "ubuntu@a" and doc["hosts"][0]["ok"] is True
 
     down = HostStatus(host="ubuntu@b", error="ubuntu@b: connection refused")
     unfinished = HostStatus(host="ubuntu@c", health=200, pending={"action": "deploy"})
-    assert render.status_table([good, down, unfinished], True) == 1
+    assert render_hosts.status_table([good, down, unfinished], True) == 1
     doc, _ = _one_json(capsys)
     assert [h["ok"] for h in doc["hosts"]] == [True, False, False]
     assert doc["hosts"][2]["unfinished_deploy"] == {"action": "deploy"}
 
 
 def test_status_with_no_hosts_is_not_ok(capsys: pytest.CaptureFixture[str]) -> None:
-    assert render.status_table([], True) == 1
+    assert render_hosts.status_table([], True) == 1
     assert _one_json(capsys)[0]["ok"] is False
 
 
 def test_verify_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = [VerifyRow("ubuntu@a", SHA[:7], running=SHA), VerifyRow("ubuntu@b", SHA[:7], error="unreachable")]
-    assert render.verify_table(rows, True) == 1
+    assert render_hosts.verify_table(rows, True) == 1
     doc, _ = _one_json(capsys)
     assert [h["ok"] for h in doc["hosts"]] == [True, False]
-    assert render.verify_table(rows[:1], True) == 0
+    assert render_hosts.verify_table(rows[:1], True) == 0
     capsys.readouterr()
 
 
 def test_verify_too_short_expectation_does_not_match(capsys: pytest.CaptureFixture[str]) -> None:
-    assert render.verify_table([VerifyRow("ubuntu@a", "012", running=SHA)], True) == 1
+    assert render_hosts.verify_table([VerifyRow("ubuntu@a", "012", running=SHA)], True) == 1
     capsys.readouterr()
 
 
 def test_history_and_lock_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = [HostHistory("ubuntu@a", records=[{"action": "deploy", "result": "succeeded"}])]
-    assert render.history_table(rows, True) == 0
+    assert render_hosts.history_table(rows, True) == 0
     doc, _ = _one_json(capsys)
     assert doc["hosts"] == [
         {"host": "ubuntu@a", "records": [{"action": "deploy", "result": "succeeded"}], "error": None, "warnings": []}
     ]
     locks = [HostLock("ubuntu@a", holder={"operator": "alice"}), HostLock("ubuntu@b", error="timeout")]
-    assert render.lock_table(locks, True, "lock status") == 1
+    assert render_hosts.lock_table(locks, True, "lock status") == 1
     doc, _ = _one_json(capsys)
     assert doc["command"] == "lock status"
     assert doc["hosts"][0]["holder"] == {"operator": "alice"}
@@ -337,9 +337,9 @@ def test_human_output_survives_markup_and_wrong_types_from_hosts(capsys: pytest.
         + "\n{half-writ\n"
     )
     assert len(records) == 1 and len(warnings) == 1 and "line 2" in warnings[0]
-    assert render.history_table([HostHistory("ubuntu@a", records=records)], False) == 0
+    assert render_hosts.history_table([HostHistory("ubuntu@a", records=records)], False) == 0
     holder = hostdata.record({"operator": ODD, "since": 12, "action": None, "tag": ["v"]})
-    assert render.lock_table([HostLock("ubuntu@a", holder=holder)], False, "lock status") == 0
+    assert render_hosts.lock_table([HostLock("ubuntu@a", holder=holder)], False, "lock status") == 0
     status = HostStatus(
         host="ubuntu@a",
         health=200,
@@ -350,6 +350,6 @@ def test_human_output_survives_markup_and_wrong_types_from_hosts(capsys: pytest.
         services=[{"service": "api", "state": ODD, "tag": ODD, "image_id": "sha256:1"}],
         targeted=[{"name": ODD, "tag": ODD, "running": True, "worker": {"status": ODD}}],
     )
-    assert render.status_table([status], False) == 1
+    assert render_hosts.status_table([status], False) == 1
     out = capsys.readouterr().out
     assert "UNFINISHED" in out and "[/]" in out
