@@ -755,6 +755,33 @@ def logs(
     _finish(outcome.exit_code)
 
 
+@app.command(
+    epilog=(
+        "\b\nWhat stays on each host: the images of the last RETAIN_RELEASES releases in its deploy\n"
+        "history (so `rollback` needs no registry) and every image a container uses (running or\n"
+        "stopped). What goes: this repository's other images, tagged or dangling. Another\n"
+        "application's images are never touched. Every successful deploy does this by itself."
+    )
+)
+def prune(
+    host: HostOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed, remove nothing.")] = False,
+    accept_new_host_key: AcceptOpt = False,
+) -> None:
+    """Remove this repository's old images from every host, keeping what rollback needs."""
+    from ghdeploy import render
+    from ghdeploy.commands.prune import prune as run_prune
+    from ghdeploy.config import HOST_KEYS
+    from ghdeploy.engine.fleet import HostOptions
+
+    config = _config((*HOST_KEYS, "ECR_REGISTRY", "ECR_REPOSITORY", "RETAIN_RELEASES"))
+    with _reporter() as reporter:
+        rows = run_prune(
+            config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, dry_run=dry_run
+        )
+    _finish(render.prune_table(rows, STATE.json))
+
+
 # --- the one boundary -----------------------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ from ghdeploy.grammar import (
     local_path,
     not_a_directory,
     pattern,
+    platforms,
     port,
     readable_file,
     registry_host,
@@ -67,6 +68,7 @@ DEFAULT_ENV_FILE = ".env.deploy"
 
 BUILD, PUSH, DEPLOY, ROLLBACK, ROLLBACK_TO, HOSTS = "build", "push", "deploy", "rollback", "rollback --to", "hosts"
 READ_ONLY = ("status", "verify", "history", "lock", "logs")
+PRUNE = "prune"
 AGENT, SERVE, NOTIFY = "agent", "serve", "notify"  # the agent runs on the host: no EC2_HOST/EC2_KEY/SSH keys
 NOTIFY_WAIT = "notify --wait"
 _REGISTRY_USERS = (BUILD, PUSH, DEPLOY, ROLLBACK_TO, AGENT, SERVE, NOTIFY)
@@ -105,6 +107,9 @@ KeyName = Literal[
     "DATABASE_URL",
     "DEPLOY_CALLBACK_URL",
     "WEBHOOK_MAX_AGE",
+    "RETAIN_RELEASES",
+    "DISK_RESERVE_MB",
+    "GH_PLATFORM",
 ]
 
 
@@ -274,6 +279,28 @@ class Config:
     webhook_max_age = setting(
         "WEBHOOK_MAX_AGE", seconds(1, 86400), "300", "seconds a webhook's sent_at may be old", (SERVE,)
     )
+    # day-2: disk and platform
+    retain_releases = setting(
+        "RETAIN_RELEASES",
+        integer(1, 100, "releases"),
+        "3",
+        "releases whose images each host keeps for rollback; older images of the repository are removed",
+        (DEPLOY, PRUNE),
+    )
+    disk_reserve_mb = setting(
+        "DISK_RESERVE_MB",
+        integer(0, 10_000_000, "MB"),
+        "1024",
+        "free space the docker data root must keep after pulling the new image, or preflight refuses",
+        (DEPLOY,),
+    )
+    gh_platform = setting(
+        "GH_PLATFORM",
+        platforms,
+        "linux/amd64",
+        "platform(s) `build` builds for; must match the hosts' architecture",
+        (BUILD, DEPLOY),
+    )
     # --- end of the schema ----------------------------------------------------------------
 
     values: Mapping[str, str] = field(default_factory=dict)  # raw text of every key that has one
@@ -371,7 +398,20 @@ def keys_for(command: str) -> tuple[str, ...]:
     return tuple(name for name, key in KEYS.items() if wanted & key.commands)
 
 
-COMMAND_ORDER = (BUILD, PUSH, DEPLOY, ROLLBACK, ROLLBACK_TO, HOSTS, *READ_ONLY, AGENT, SERVE, NOTIFY, NOTIFY_WAIT)
+COMMAND_ORDER = (
+    BUILD,
+    PUSH,
+    DEPLOY,
+    ROLLBACK,
+    ROLLBACK_TO,
+    HOSTS,
+    *READ_ONLY,
+    PRUNE,
+    AGENT,
+    SERVE,
+    NOTIFY,
+    NOTIFY_WAIT,
+)
 
 
 def documented_commands(name: str) -> list[str]:

@@ -203,6 +203,13 @@ def platform(text: str) -> str:
     return text
 
 
+def platforms(text: str) -> str:
+    """GH_PLATFORM: one platform, or several comma-separated (a multi-arch build)."""
+    if not all(PLATFORM_RE.fullmatch(part) and "/" in part for part in text.split(",")):
+        raise ValueError("not a platform like linux/amd64, or a comma-separated list of them")
+    return text
+
+
 def message(text: str) -> str:
     """-m: kept in the lock and history and shown to other operators, so no terminal control codes."""
     if not text.strip():

@@ -18,6 +18,8 @@ from ghdeploy.errors import ConfigError, CredentialsError, RegistryError
 if TYPE_CHECKING:
     import httpx
 
+    from ghdeploy.hostfit import PlatformImage
+
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.docker.distribution.manifest.v2+json",
@@ -372,3 +374,79 @@ def require_digest(
             f"{source} {tag!r}: no such tag in {auth.registry}/{repository}" + (f" ({known})" if known else ""), hint
         )
     return digest
+
+
+# --- platform and size of an image (preflight's platform and disk checks) ---------------------
+
+_INDEX_TYPES = (
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+
+
+def _get_json(auth: RegistryAuth, path: str, what: str, accept: str | None = None) -> tuple[dict[str, Any], str]:
+    """GET https://REGISTRY/v2/PATH as JSON (redirects followed: ECR serves blobs from S3)."""
+    import httpx
+
+    url = f"https://{auth.registry}/v2/{path}"
+    headers = {"Accept": accept} if accept else {}
+    try:
+        with http_client() as client:
+            # httpx drops the Authorization header on a redirect to another host (ECR -> S3).
+            response = client.get(url, headers=headers, auth=(auth.username, auth.password), follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise RegistryError(
+            f"registry {auth.registry}: reading {what}: {exc}", "check ECR_REGISTRY and the network"
+        ) from None
+    if response.status_code != 200:
+        raise RegistryError(f"registry {auth.registry} answered HTTP {response.status_code} for {what}")
+    try:
+        data = response.json()
+    except ValueError:
+        raise RegistryError(f"registry {auth.registry} sent unreadable JSON for {what}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"registry {auth.registry} sent unexpected JSON for {what}")
+    return data, response.headers.get("Content-Type", "").split(";")[0].strip()
+
+
+def image_platforms(auth: RegistryAuth, repository: str, reference: str) -> list[PlatformImage]:
+    """Each platform `repository@reference` is built for, with its compressed size.
+
+    A manifest list / OCI index names its platforms (attestation entries, `unknown/unknown`, are
+    skipped); a single manifest's platform is in its config blob (`os`, `architecture`, `variant`).
+    """
+    from ghdeploy.hostfit import PlatformImage
+
+    manifest, media_type = _get_json(
+        auth, f"{repository}/manifests/{reference}", f"{repository}@{reference}", MANIFEST_TYPES
+    )
+    if media_type in _INDEX_TYPES or "manifests" in manifest:
+        images = []
+        for entry in manifest.get("manifests") or []:
+            platform = entry.get("platform") or {}
+            if platform.get("os") in (None, "unknown") or platform.get("architecture") in (None, "unknown"):
+                continue
+            child, _ = _get_json(
+                auth, f"{repository}/manifests/{entry['digest']}", f"{repository}@{entry['digest']}", MANIFEST_TYPES
+            )
+            images.append(
+                PlatformImage(platform["os"], platform["architecture"], platform.get("variant"), _compressed(child))
+            )
+        return images
+    config_digest = (manifest.get("config") or {}).get("digest")
+    if not config_digest:
+        raise RegistryError(f"registry {auth.registry}: {repository}@{reference} has no config blob")
+    config, _ = _get_json(auth, f"{repository}/blobs/{config_digest}", f"the config of {repository}@{reference}")
+    return [
+        PlatformImage(
+            str(config.get("os") or "linux"),
+            str(config.get("architecture") or "unknown"),
+            config.get("variant"),
+            _compressed(manifest),
+        )
+    ]
+
+
+def _compressed(manifest: dict[str, Any]) -> int:
+    layers = manifest.get("layers") or []
+    return int((manifest.get("config") or {}).get("size") or 0) + sum(int(layer.get("size") or 0) for layer in layers)

@@ -381,3 +381,36 @@ def container_logs(container_id: str, *, since: str | None, tail: int | None, fo
     if follow:
         args.append("--follow")
     return ["sh", "-c", 'exec docker logs "$@" 2>&1', "sh", *args, "--", container_id]
+
+
+# --- disk and platform (day-2 tools) ----------------------------------------------------------
+
+
+def host_facts() -> Argv:
+    """The engine's data root, architecture and OS, then `df -Pk` of that root (hostfit.parse_facts)."""
+    script = (
+        "facts=$(docker info --format '{{.DockerRootDir}}|{{.Architecture}}|{{.OSType}}') || exit 12; "
+        'echo "$facts"; df -Pk "${facts%%|*}" | tail -n 1'
+    )
+    return ["sh", "-c", script]
+
+
+PRUNE_MARKER = "--- containers ---"
+
+
+def image_inventory() -> Argv:
+    """Every image (docker image inspect JSON), a marker line, then the image ID of every container
+    (running or stopped): what prune.plan needs to decide, in one call."""
+    script = (
+        "ids=$(docker image ls --all --quiet --no-trunc | sort -u) || exit 1; "
+        'if [ -n "$ids" ]; then docker image inspect $ids || exit 1; else echo "[]"; fi; '
+        'echo "$1"; '
+        "cids=$(docker ps --all --quiet --no-trunc) || exit 1; "
+        'if [ -n "$cids" ]; then docker inspect --type container --format "{{.Image}}" $cids || exit 1; fi'
+    )
+    return ["sh", "-c", script, "sh", PRUNE_MARKER]
+
+
+def remove_images(refs: list[str]) -> Argv:
+    """`docker rmi` without --force: the engine itself refuses an image a container uses."""
+    return ["docker", "rmi", *refs]

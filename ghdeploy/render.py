@@ -343,3 +343,29 @@ def notify_result(outcome: Any, as_json: bool) -> int:
     sys.stdout.write(f"{outcome.deploy_id}\n")
     sys.stdout.flush()
     return code
+
+
+def prune_table(rows: list[Any], as_json: bool) -> int:
+    """`ghdeploy prune`: per host what was (or would be) removed and kept."""
+    from ghdeploy.prune import summary
+
+    failed = any(not r.ok for r in rows)
+    if as_json:
+        emit_json("prune", {"ok": not failed, "hosts": [r.to_dict() for r in rows]})
+        return 1 if failed else 0
+    console = out()
+    t = table(None, ["host", "result", "images"])
+    for row in rows:
+        plan = row.plan
+        lines = []
+        if plan is not None:
+            for removal in plan.remove:
+                verb = "untag" if removal.untag_only else ("would remove" if row.dry_run else "removed")
+                if not row.dry_run and removal.image_id not in row.removed:
+                    verb = "NOT removed"
+                lines.append(f"{verb} {', '.join(removal.refs)} ({removal.size // (1024 * 1024)} MB)")
+            for image_id, why in plan.keep.items():
+                lines.append(f"keep {image_id[7:19]}: {why}")
+        t.add_row(row.host, summary(row), "\n".join(lines) or "-")
+    console.print(t)
+    return 1 if failed else 0

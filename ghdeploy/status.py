@@ -27,6 +27,7 @@ class HostStatus:
     pending: dict[str, Any] | None = None
     lock: dict[str, Any] | None = None
     agent: dict[str, Any] | None = None  # the host's `ghdeploy agent`, from its heartbeat file
+    disk: dict[str, Any] | None = None  # the docker data root: path, architecture, free/size bytes
     problem: str | None = None  # why the host could not be read, in a word or two ("unknown host key")
     hint: str | None = None  # what to do about it: the same hint `deploy` gives
 
@@ -54,6 +55,7 @@ class HostStatus:
             "agent": self.agent,
             "problem": self.problem,
             "hint": self.hint,
+            "disk": self.disk,
         }
 
 
@@ -96,8 +98,8 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
             status.worker = hostdata.worker(worker_health(http, worker_port))
 
     # ghdeploy's own records: four small reads, each its own command, all at once (one round
-    # trip and one remote process start instead of four in a row). With the container read,
-    # five sessions at most: under sshd's default MaxSessions of 10 per connection.
+    # trip and one remote process start instead of four in a row). With the container and disk
+    # reads, six sessions at most: under sshd's default MaxSessions of 10 per connection.
     def history() -> None:
         records = hostops.read_history(conn, layout, 1)
         status.last_deploy = records[-1] if records else None
@@ -111,7 +113,13 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
     def agent() -> None:
         status.agent = agent_status.summary(hostops.read_json(conn, rc.read_file(agent_status.path(layout))))
 
-    reads = (containers, endpoints, history, pending, lock, agent)
+    def disk() -> None:
+        from ghdeploy.hostfit import parse_facts
+
+        facts = parse_facts(conn.run(rc.host_facts(), timeout=30).stdout)
+        status.disk = facts.to_dict() if facts else None
+
+    reads = (containers, endpoints, history, pending, lock, agent, disk)
     with ThreadPoolExecutor(max_workers=len(reads)) as pool:
         futures = [pool.submit(fn) for fn in reads]
         for future in futures:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ghdeploy import hostops, locks, registry
 from ghdeploy.commands.common import operation, resolve_hosts
+from ghdeploy.commands.prune import after_deploy as prune_after_deploy
 from ghdeploy.config import Config
 from ghdeploy.engine.fleet import Fleet, HostOptions, open_fleet
 from ghdeploy.engine.plan import plan_host
@@ -128,6 +129,9 @@ def deploy(
         t = time.monotonic()
         report.fleet, timings["pull"] = pull_then_roll(op, fleet.remotes, fleet.order, lambda _label: target, batch)
         timings["deploy"] = time.monotonic() - t - timings["pull"]
+        t = time.monotonic()
+        prune_after_deploy(config, fleet, report.fleet, reporter)
+        timings["prune"] = time.monotonic() - t
         if report.fleet.succeeded and mode == Mode.FULL and expect_sha:
             t = time.monotonic()
             reporter.step(None, "verifying /health/version on every host")

@@ -1,0 +1,133 @@
+"""Disk and platform decisions: which images a host keeps, which it loses; fit and architecture checks."""
+
+from __future__ import annotations
+
+import json
+
+from ghdeploy import hostfit, prune
+from ghdeploy import remote_commands as rc
+from ghdeploy.hostfit import HostFacts, PlatformImage
+
+REPO = "123.dkr.ecr.us-east-1.amazonaws.com/ghosthands"
+
+
+def image(n: int, tags: list[str], digests: list[str] | None = None, size: int = 100 * 1024 * 1024) -> dict:
+    return {"Id": f"sha256:{n:064x}", "RepoTags": tags, "RepoDigests": digests or [], "Size": size}
+
+
+def iid(n: int) -> str:
+    return f"sha256:{n:064x}"
+
+
+def deploy(to: int, frm: int | None, result: str = "succeeded") -> dict:
+    return {"action": "deploy", "result": result, "image_id": iid(to), "from": {"image_id": iid(frm)} if frm else None}
+
+
+def test_recent_releases_walk_the_history_newest_first() -> None:
+    history = [deploy(1, None), deploy(2, 1), deploy(3, 2), deploy(9, 3, "rolled back"), deploy(4, 3)]
+    assert prune.recent_releases(history, 3) == [iid(4), iid(3), iid(2)]
+    assert prune.recent_releases(history, 10) == [iid(4), iid(3), iid(2), iid(1)]
+    assert prune.recent_releases([], 3) == []
+
+
+def test_plan_keeps_releases_and_used_images_and_never_touches_other_apps() -> None:
+    images = [
+        image(1, [f"{REPO}:v1"], [f"{REPO}@sha256:aa"]),  # old release: goes
+        image(2, [f"{REPO}:v2"]),  # retained release
+        image(3, [f"{REPO}:v3", f"{REPO}:latest"]),  # current release
+        image(4, [f"{REPO}:failed"]),  # a failed deploy's image, used by a stopped targeted worker
+        image(5, [], [f"{REPO}@sha256:bb"]),  # dangling, ours: goes
+        image(6, ["nginx:1.25"], ["nginx@sha256:cc"]),  # another application's
+        image(7, [], []),  # a dangling layer of unknown origin: not ours to judge
+        image(8, [f"{REPO}:v0", "other/app:prod"]),  # shared with another repository: only untagged
+        image(9, [f"{REPO}-sidecar:v1"]),  # a repository whose name starts like ours
+    ]
+    plan = prune.plan(images, in_use={iid(4)}, releases=[iid(3), iid(2)], repo=REPO)
+    assert set(plan.keep) == {iid(2), iid(3), iid(4)}
+    removed = {r.image_id: r for r in plan.remove}
+    assert set(removed) == {iid(1), iid(5), iid(8)}
+    assert removed[iid(1)].refs == [f"{REPO}:v1"] and not removed[iid(1)].untag_only
+    assert removed[iid(5)].refs == [iid(5)]
+    assert removed[iid(8)].refs == [f"{REPO}:v0"] and removed[iid(8)].untag_only
+    assert plan.freed_bytes == 2 * 100 * 1024 * 1024  # an untag frees nothing
+
+
+def test_inventory_is_parsed_from_one_call() -> None:
+    text = '[{"Id": "sha256:1", "RepoTags": []}]\n' + rc.PRUNE_MARKER + "\nsha256:1\nsha256:2\n"
+    images, in_use = prune.parse_inventory(text)
+    assert images == [{"Id": "sha256:1", "RepoTags": []}] and in_use == {"sha256:1", "sha256:2"}
+
+
+def test_prune_host_removes_one_image_per_call_and_reports_refusals() -> None:
+    from ghdeploy.hosts import Host
+    from ghdeploy.transports.base import CommandResult
+
+    inventory = (
+        json.dumps([{"Id": iid(n), "RepoTags": [f"{REPO}:v{n}"], "Size": 1} for n in (1, 2, 3)])
+        + "\n"
+        + rc.PRUNE_MARKER
+        + "\n"
+        + iid(3)
+        + "\n"
+    )
+    calls: list[list[str]] = []
+
+    class Fake:
+        host = Host("h1")
+
+        def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+            calls.append(argv)
+            if argv == rc.image_inventory():
+                return CommandResult(0, inventory, "")
+            if argv[:2] == ["docker", "rmi"]:
+                if argv[2].endswith(":v2"):
+                    return CommandResult(1, "", "conflict: image is being used by a container")
+                return CommandResult(0, "", "")
+            return CommandResult(0, "", "")  # history: empty
+
+        def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+            return self.run(argv)
+
+    layout = rc.RemoteLayout("/opt/ghosthands", "/opt/ghosthands/docker-compose.prod.yml")
+    dry = prune.prune_host(Fake(), layout, REPO, 3, dry_run=True)
+    assert not [c for c in calls if c[:2] == ["docker", "rmi"]] and len(dry.plan.remove) == 2  # type: ignore[union-attr]
+    result = prune.prune_host(Fake(), layout, REPO, 3)
+    assert [c for c in calls if c[:2] == ["docker", "rmi"]] == [
+        ["docker", "rmi", f"{REPO}:v1"],
+        ["docker", "rmi", f"{REPO}:v2"],
+    ]
+    assert result.removed == [iid(1)] and "in use" not in result.errors[0] and "conflict" in result.errors[0]
+    assert "1 not removed" in prune.summary(result)
+
+
+def test_host_facts_are_parsed() -> None:
+    text = "/var/lib/docker|x86_64|linux\n/dev/nvme0n1p1  20959212 15728640 5230572  76% /\n"
+    facts = hostfit.parse_facts(text)
+    assert facts == HostFacts("/var/lib/docker", "amd64", "linux", 5230572 * 1024, 20959212 * 1024)
+    assert hostfit.parse_facts("/var/lib/docker|aarch64|linux\n") == HostFacts(
+        "/var/lib/docker", "arm64", "linux", None, None
+    )
+    assert hostfit.parse_facts("") is None
+
+
+def test_platform_mismatch_names_both_sides() -> None:
+    arm = PlatformImage("linux", "arm64", None, 10)
+    amd = PlatformImage("linux", "amd64", None, 10)
+    facts = {"h1": HostFacts("/d", "amd64", "linux", 1, 1), "h2": HostFacts("/d", "arm64", "linux", 1, 1)}
+    problems = hostfit.platform_problems(facts, [arm], "ghosthands:v1")
+    assert set(problems) == {"h1"}
+    assert "linux/amd64" in problems["h1"] and "linux/arm64" in problems["h1"]
+    assert hostfit.platform_problems(facts, [arm, amd], "ghosthands:v1") == {}  # a multi-arch index
+
+
+def test_disk_fit_uses_the_hosts_platform_size_and_the_reserve() -> None:
+    mb = 1024 * 1024
+    images = [PlatformImage("linux", "amd64", None, 400 * mb), PlatformImage("linux", "arm64", None, 4000 * mb)]
+    facts = {
+        "h1": HostFacts("/var/lib/docker", "amd64", "linux", 2100 * mb, 8000 * mb),  # needs 1000 + 1024
+        "h2": HostFacts("/var/lib/docker", "amd64", "linux", 2000 * mb, 8000 * mb),
+        "h3": HostFacts("/var/lib/docker", "arm64", "linux", 12000 * mb, 20000 * mb),
+    }
+    problems = hostfit.disk_problems(facts, images, "ghosthands:v1", reserve_mb=1024)
+    assert set(problems) == {"h2"}
+    assert "2000 MB free" in problems["h2"] and "2024 MB" in problems["h2"] and "/var/lib/docker" in problems["h2"]
