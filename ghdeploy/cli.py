@@ -234,7 +234,10 @@ def build(
     platform: Annotated[
         str | None,
         typer.Option(
-            "--platform", metavar="PLATFORM", parser=_flag(grammar.platform), help="Target platform, e.g. linux/amd64."
+            "--platform",
+            metavar="PLATFORM",
+            parser=_flag(grammar.platforms),
+            help="Target platform (default GH_PLATFORM, linux/amd64).",
         ),
     ] = None,
     allow_dirty: Annotated[
@@ -242,7 +245,9 @@ def build(
     ] = False,
 ) -> None:
     """Build the image from ./Dockerfile with COMMIT_SHA, BUILD_TIME, IMAGE_TAG; tag :TAG and :latest."""
-    config = _config("build", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"})
+    config = _config(
+        "build", {"IMAGE_TAG": tag, "GH_PLATFORM": platform}, {"IMAGE_TAG": "--tag", "GH_PLATFORM": "--platform"}
+    )
     from ghdeploy import render
     from ghdeploy.commands.build import build as run_build
 
@@ -310,7 +315,7 @@ def deploy(
     platform: Annotated[
         str | None,
         typer.Option(
-            "--platform", metavar="PLATFORM", parser=_flag(grammar.platform), help="Target platform for the build."
+            "--platform", metavar="PLATFORM", parser=_flag(grammar.platforms), help="Target platform for the build."
         ),
     ] = None,
 ) -> None:
@@ -320,7 +325,12 @@ def deploy(
             "--push-only and --deploy-only exclude each other", "pick one, or neither for the whole pipeline"
         )
     mode = "push-only" if push_only else "deploy-only" if deploy_only else "full"
-    config = _config("push" if push_only else "deploy", {"IMAGE_TAG": tag}, {"IMAGE_TAG": "--tag"}, only=host)
+    config = _config(
+        "push" if push_only else "deploy",
+        {"IMAGE_TAG": tag, "GH_PLATFORM": platform},
+        {"IMAGE_TAG": "--tag", "GH_PLATFORM": "--platform"},
+        only=host,
+    )
     from ghdeploy import render
     from ghdeploy.commands.deploy import deploy as run_deploy
     from ghdeploy.engine.connect import HostOptions

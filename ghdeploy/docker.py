@@ -55,6 +55,17 @@ def image_id(ref: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def image_platform(ref: str) -> str | None:
+    """`os/architecture[/variant]` of a local image, as its config says."""
+    proc = subprocess.run(
+        [_docker_bin(), "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}/{{.Variant}}", ref],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip().rstrip("/") if proc.returncode == 0 else None
+
+
 def _stream(
     argv: list[str], on_line: Callable[[str], None], env: dict[str, str] | None = None
 ) -> tuple[int, list[str]]:

@@ -18,7 +18,7 @@ MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class HostFacts:
+class MachineFacts:
     docker_root: str
     architecture: str  # as the image would name it: amd64, arm64, ...
     os: str
@@ -53,7 +53,7 @@ def normalise_arch(machine: str) -> str:
     return _ARCH.get(machine.strip().lower(), machine.strip().lower())
 
 
-def parse_facts(text: str) -> HostFacts | None:
+def parse_facts(text: str) -> MachineFacts | None:
     """`root|arch|os` then a `df -Pk` line (see remote_commands.host_facts)."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or "|" not in lines[0]:
@@ -65,10 +65,10 @@ def parse_facts(text: str) -> HostFacts | None:
         fields = lines[1].split()
         if len(fields) >= 4 and fields[1].isdigit() and fields[3].isdigit():
             size, free = int(fields[1]) * 1024, int(fields[3]) * 1024
-    return HostFacts(root, normalise_arch(arch), os_type.strip() or "linux", free, size)
+    return MachineFacts(root, normalise_arch(arch), os_type.strip() or "linux", free, size)
 
 
-def platform_problems(facts: dict[str, HostFacts], images: list[PlatformImage], image_label: str) -> dict[str, str]:
+def platform_problems(facts: dict[str, MachineFacts], images: list[PlatformImage], image_label: str) -> dict[str, str]:
     """Hosts the image has no platform for, with both named."""
     offered = {(i.os, i.architecture) for i in images}
     names = ", ".join(sorted(i.name for i in images)) or "no platform"
@@ -87,7 +87,7 @@ def needed_bytes(image: PlatformImage, reserve_mb: int) -> int:
 
 
 def disk_problems(
-    facts: dict[str, HostFacts], images: list[PlatformImage], image_label: str, reserve_mb: int
+    facts: dict[str, MachineFacts], images: list[PlatformImage], image_label: str, reserve_mb: int
 ) -> dict[str, str]:
     """Hosts whose docker data root cannot hold the image (unpacked estimate + the reserve)."""
     problems: dict[str, str] = {}
@@ -103,3 +103,20 @@ def disk_problems(
                 f"+ DISK_RESERVE_MB {reserve_mb})"
             )
     return problems
+
+
+def fit_problems(
+    facts: dict[str, MachineFacts], images: list[PlatformImage], image_label: str, reserve_mb: int
+) -> tuple[dict[str, str], str | None]:
+    """Preflight's verdict on the hosts for this image: (problems by host, hint)."""
+    wrong = platform_problems(facts, images, image_label)
+    if wrong:
+        wanted = sorted({f"{f.os}/{f.architecture}" for f in facts.values()})
+        return wrong, (
+            f"build for the hosts' platform: `ghdeploy deploy --platform {','.join(wanted)}` (or set GH_PLATFORM)"
+            + ("; a fleet of mixed architectures needs a multi-arch image (docker buildx)" if len(wanted) > 1 else "")
+        )
+    full = disk_problems(facts, images, image_label, reserve_mb)
+    if full:
+        return full, "free space first: `ghdeploy prune` removes this repository's old images (see --dry-run)"
+    return {}, None

@@ -9,7 +9,7 @@ from typing import Any
 
 from ghdeploy import docker, records, registry
 from ghdeploy.config import TAG_RE, Config
-from ghdeploy.errors import ConfigError, OperationFailed
+from ghdeploy.errors import ConfigError, LocalToolError, OperationFailed
 from ghdeploy.gitinfo import GitState, git_state
 from ghdeploy.progress import Reporter
 
@@ -109,6 +109,15 @@ def build_image(
     allow_dirty: bool = False,
 ) -> BuildOutcome:
     started = time.monotonic()
+    if not platform:
+        platform = config.gh_platform
+    source = "--platform" if config.sources.get("GH_PLATFORM", "").startswith("flag") else "GH_PLATFORM"
+    if "," in platform:
+        raise ConfigError(
+            f"{source} {platform} asks for a multi-arch image; ghdeploy builds one platform with `docker build`",
+            f"build and push it with `docker buildx build --platform {platform} -t {config.image_name}:TAG --push .`, "
+            "then `ghdeploy deploy --deploy-only --tag TAG` (preflight checks it holds every host's architecture)",
+        )
     chosen, git = planned_build(config, cwd, tag, allow_dirty)
     if git.dirty:
         reporter.warn(f"building from a dirty tree ({len(git.dirty_files)} changed files); tag {chosen}")
@@ -116,9 +125,17 @@ def build_image(
     image = config.image_name
     refs = [f"{image}:{chosen}", f"{image}:latest"]
     build_args = {"COMMIT_SHA": git.sha, "BUILD_TIME": build_time_now(), "IMAGE_TAG": chosen}
-    reporter.step(None, f"building {refs[0]} from {git.short_sha}")
+    reporter.step(None, f"building {refs[0]} from {git.short_sha} for {platform} ({source})")
     result = docker.build(cwd, refs, build_args, reporter, platform=platform)
-    reporter.info(f"built {refs[0]} ({result.image_id[:19]})")
+    built = docker.image_platform(refs[0])
+    if built and not _same_platform(built, platform):
+        # The legacy builder (no buildx) ignores --platform for an image FROM scratch: say so
+        # here rather than push an image that preflight would refuse, or worse, crash on hosts.
+        raise LocalToolError(
+            f"docker built {refs[0]} for {built}, not the {platform} that {source} asked for",
+            f"build with buildx (Docker Desktop, or the docker-buildx plugin), or base the image on one for {platform}",
+        )
+    reporter.info(f"built {refs[0]} ({result.image_id[:19]}) for {built or platform}")
     return BuildOutcome(
         tag=chosen,
         image=image,
@@ -160,3 +177,9 @@ def push_image(config: Config, cwd: Path, reporter: Reporter, *, tag: str | None
     return PushOutcome(
         tag=chosen, image=image, digest=digest, refs=[ref, latest], seconds=round(time.monotonic() - started, 3)
     )
+
+
+def _same_platform(built: str, wanted: str) -> bool:
+    """linux/arm64 matches linux/arm64/v8; os and architecture must agree, a variant only if both name one."""
+    b, w = built.split("/"), wanted.split("/")
+    return b[:2] == w[:2] and (len(b) < 3 or len(w) < 3 or b[2] == w[2])

@@ -65,10 +65,11 @@ def preflight(layout: RemoteLayout) -> Argv:
     script = (
         "command -v docker >/dev/null 2>&1 || exit 10; "
         "docker compose version --short >/dev/null 2>&1 || exit 11; "
-        "docker info --format '{{.ServerVersion}}' >/dev/null 2>&1 || exit 12; "
+        "facts=$(docker info --format '{{.DockerRootDir}}|{{.Architecture}}|{{.OSType}}' 2>/dev/null) || exit 12; "
         'test -d "$1" || exit 13; '
         'test -f "$2" || exit 14; '
-        "docker compose version --short"
+        # then the engine's data root, architecture and OS, and `df` of that root (hostfit.parse_facts)
+        'docker compose version --short; echo "$facts"; df -Pk "${facts%%|*}" 2>/dev/null | tail -n 1; exit 0'
     )
     return ["sh", "-c", script, "sh", layout.app_dir, layout.compose_file]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ghdeploy import hostops, locks, registry
@@ -15,12 +16,28 @@ from ghdeploy.engine.plan import plan_host
 from ghdeploy.engine.prepull import pull_then_roll
 from ghdeploy.errors import ConfigError, LocalToolError, PreflightError
 from ghdeploy.gitinfo import git_state
+from ghdeploy.hostfit import MachineFacts, fit_problems
 from ghdeploy.hosts import Host
 from ghdeploy.images import build_image, default_tag, planned_build, push_image, validate_tag
 from ghdeploy.progress import Reporter
 from ghdeploy.results import Action, DeployReport, FleetResult, HostResult, Mode, Result, Target
 from ghdeploy.version_check import verify_host
 from ghdeploy.waiting import CancelToken
+
+
+def image_check(
+    config: Config, auth: registry.RegistryAuth, digest: str | None, label: str, reporter: Reporter
+) -> Callable[[dict[str, MachineFacts]], tuple[dict[str, str], str | None]] | None:
+    """The preflight check of the hosts against the image: its platforms and size, from the registry."""
+    if digest is None:  # a dry run of a tag not pushed yet: nothing to compare
+        return None
+    images = registry.image_platforms(auth, config.repository, digest)
+    reporter.info(f"{label} is for {', '.join(i.name for i in images) or 'no platform'}")
+
+    def check(facts: dict[str, MachineFacts]) -> tuple[dict[str, str], str | None]:
+        return fit_problems(facts, images, label, config.disk_reserve_mb)
+
+    return check
 
 
 def already_current(fleet: Fleet, target: Target, reporter: Reporter) -> FleetResult | None:
@@ -111,7 +128,7 @@ def deploy(
     if operator:
         op.operator = operator
     lock = None if dry_run else locks.lock_info(op.operator, "deploy", report.tag, message)
-    fleet = open_fleet(config, hosts, opts, reporter, lock)
+    fleet = open_fleet(config, hosts, opts, reporter, lock, image_check(config, auth, digest, target.label, reporter))
     op.host_services = {label: facts.image_services for label, facts in fleet.facts.items()}
     if lock is not None and isinstance(cancel, CancelToken):
         cancel.arm()  # from here an interrupt stops at a safe point instead of at once

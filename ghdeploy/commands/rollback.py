@@ -12,6 +12,7 @@ from ghdeploy.config import Config
 from ghdeploy.engine.fleet import Fleet, HostOptions, open_fleet, raise_for_host_problems, rolling
 from ghdeploy.engine.host import naming_exactly
 from ghdeploy.engine.plan import plan_host
+from ghdeploy.hostfit import MachineFacts, platform_problems
 from ghdeploy.images import validate_tag
 from ghdeploy.progress import Reporter
 from ghdeploy.results import DeployReport, Target
@@ -60,7 +61,16 @@ def rollback(
     op = operation(config, reporter, cancel, message)
     op.auth = auth
     lock = None if dry_run else locks.lock_info(op.operator, "rollback", to_tag or "previous", message)
-    fleet = open_fleet(config, hosts, opts, reporter, lock)
+    host_check = None
+    if shared_target is not None and auth is not None:
+        # A tag from the registry may be built for another platform than the hosts'.
+        images = registry.image_platforms(auth, config.repository, shared_target.digest or to_tag or "")
+
+        def host_check(facts: dict[str, MachineFacts]) -> tuple[dict[str, str], str | None]:
+            wrong = platform_problems(facts, images, shared_target.label if shared_target else "")
+            return wrong, "roll back to a tag built for the hosts' platform" if wrong else None
+
+    fleet = open_fleet(config, hosts, opts, reporter, lock, host_check)
     op.host_services = {label: facts.image_services for label, facts in fleet.facts.items()}
     if lock is not None and isinstance(cancel, CancelToken):
         cancel.arm()  # from here an interrupt stops at a safe point instead of at once

@@ -21,6 +21,7 @@ from ghdeploy.engine.connect import (  # re-exported: the read-only commands imp
 )
 from ghdeploy.engine.host import Operation, run_host
 from ghdeploy.errors import GhdeployError, PreflightError
+from ghdeploy.hostfit import MachineFacts, parse_facts
 from ghdeploy.hosts import Host
 from ghdeploy.progress import Reporter
 from ghdeploy.results import Action, FleetResult, HostResult, Result, Target
@@ -36,11 +37,13 @@ def preflight_hosts(
     layout: rc.RemoteLayout,
     reporter: Reporter,
     facts: dict[str, hostops.HostFacts] | None = None,
+    machine: dict[str, MachineFacts] | None = None,
 ) -> dict[str, str]:
     """Docker, compose, the app directory and compose file on every host; problems by host label.
 
     With `facts` (a deploy or rollback), also what the compose file and the running containers
-    allow (hostops.preflight_facts), filled in by host label.
+    allow (hostops.preflight_facts), filled in by host label. With `machine`, each host's docker
+    data root, architecture and free space, read by the same preflight call (hostfit).
     """
     problems: dict[str, str] = {}
 
@@ -60,6 +63,10 @@ def preflight_hosts(
                 what += f" ({layout.compose_file})"
             problems[label] = what
             return
+        if machine is not None:
+            parsed = parse_facts("\n".join(res.stdout.splitlines()[1:]))
+            if parsed is not None:
+                machine[label] = parsed
         if facts is not None:
             try:
                 found = hostops.preflight_facts(conn, layout)
@@ -150,6 +157,7 @@ class Fleet:
                 self.remotes[label] = RecordingRemote(conn, on_record=_tracer(self.reporter, label))
 
     facts: dict[str, hostops.HostFacts] = field(default_factory=dict)  # from preflight, by host label
+    machine: dict[str, MachineFacts] = field(default_factory=dict)  # docker root, architecture, free disk
 
     @property
     def order(self) -> list[str]:
@@ -181,8 +189,13 @@ def open_fleet(
     opts: HostOptions,
     reporter: Reporter,
     lock: dict[str, Any] | None,
+    host_check: Callable[[dict[str, MachineFacts]], tuple[dict[str, str], str | None]] | None = None,
 ) -> Fleet:
-    """Connect to all hosts, preflight them, take their locks. Touches nothing if any host fails."""
+    """Connect to all hosts, preflight them, take their locks. Touches nothing if any host fails.
+
+    `host_check` judges the hosts' facts (architecture, free disk) against what is about to be
+    deployed: (problems by host, hint); any problem refuses them all, before a lock is taken.
+    """
     layout = layout_of(config)
     conns, errors = connect_all(hosts, ssh_settings(config, opts.accept_new_host_key), reporter)
     fleet = Fleet(hosts=hosts, conns=conns, layout=layout, reporter=reporter, lock_id=(lock or {}).get("id"))
@@ -191,8 +204,12 @@ def open_fleet(
             hints = {e.hint for e in errors.values() if e.hint}
             raise_for_host_problems({k: str(v) for k, v in errors.items()}, "; ".join(sorted(hints)) or None)
         raise_for_host_problems(
-            preflight_hosts(fleet.remotes, layout, reporter, fleet.facts), "fix the host(s) named above, then run again"
+            preflight_hosts(fleet.remotes, layout, reporter, fleet.facts, fleet.machine),
+            "fix the host(s) named above, then run again",
         )
+        if host_check is not None:
+            problems, hint = host_check(fleet.machine)
+            raise_for_host_problems(problems, hint)
         if lock is not None:
             held: dict[str, str] = {}
             for label in fleet.order:

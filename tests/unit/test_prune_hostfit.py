@@ -6,7 +6,7 @@ import json
 
 from ghdeploy import hostfit, prune
 from ghdeploy import remote_commands as rc
-from ghdeploy.hostfit import HostFacts, PlatformImage
+from ghdeploy.hostfit import MachineFacts, PlatformImage
 
 REPO = "123.dkr.ecr.us-east-1.amazonaws.com/ghosthands"
 
@@ -103,8 +103,8 @@ def test_prune_host_removes_one_image_per_call_and_reports_refusals() -> None:
 def test_host_facts_are_parsed() -> None:
     text = "/var/lib/docker|x86_64|linux\n/dev/nvme0n1p1  20959212 15728640 5230572  76% /\n"
     facts = hostfit.parse_facts(text)
-    assert facts == HostFacts("/var/lib/docker", "amd64", "linux", 5230572 * 1024, 20959212 * 1024)
-    assert hostfit.parse_facts("/var/lib/docker|aarch64|linux\n") == HostFacts(
+    assert facts == MachineFacts("/var/lib/docker", "amd64", "linux", 5230572 * 1024, 20959212 * 1024)
+    assert hostfit.parse_facts("/var/lib/docker|aarch64|linux\n") == MachineFacts(
         "/var/lib/docker", "arm64", "linux", None, None
     )
     assert hostfit.parse_facts("") is None
@@ -113,7 +113,7 @@ def test_host_facts_are_parsed() -> None:
 def test_platform_mismatch_names_both_sides() -> None:
     arm = PlatformImage("linux", "arm64", None, 10)
     amd = PlatformImage("linux", "amd64", None, 10)
-    facts = {"h1": HostFacts("/d", "amd64", "linux", 1, 1), "h2": HostFacts("/d", "arm64", "linux", 1, 1)}
+    facts = {"h1": MachineFacts("/d", "amd64", "linux", 1, 1), "h2": MachineFacts("/d", "arm64", "linux", 1, 1)}
     problems = hostfit.platform_problems(facts, [arm], "ghosthands:v1")
     assert set(problems) == {"h1"}
     assert "linux/amd64" in problems["h1"] and "linux/arm64" in problems["h1"]
@@ -124,9 +124,9 @@ def test_disk_fit_uses_the_hosts_platform_size_and_the_reserve() -> None:
     mb = 1024 * 1024
     images = [PlatformImage("linux", "amd64", None, 400 * mb), PlatformImage("linux", "arm64", None, 4000 * mb)]
     facts = {
-        "h1": HostFacts("/var/lib/docker", "amd64", "linux", 2100 * mb, 8000 * mb),  # needs 1000 + 1024
-        "h2": HostFacts("/var/lib/docker", "amd64", "linux", 2000 * mb, 8000 * mb),
-        "h3": HostFacts("/var/lib/docker", "arm64", "linux", 12000 * mb, 20000 * mb),
+        "h1": MachineFacts("/var/lib/docker", "amd64", "linux", 2100 * mb, 8000 * mb),  # needs 1000 + 1024
+        "h2": MachineFacts("/var/lib/docker", "amd64", "linux", 2000 * mb, 8000 * mb),
+        "h3": MachineFacts("/var/lib/docker", "arm64", "linux", 12000 * mb, 20000 * mb),
     }
     problems = hostfit.disk_problems(facts, images, "ghosthands:v1", reserve_mb=1024)
     assert set(problems) == {"h2"}

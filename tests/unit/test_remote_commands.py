@@ -54,8 +54,9 @@ def test_preflight_string() -> None:
     assert rc.render(rc.preflight(LAYOUT)) == (
         "sh -c 'command -v docker >/dev/null 2>&1 || exit 10; "
         "docker compose version --short >/dev/null 2>&1 || exit 11; "
-        "docker info --format '\"'\"'{{.ServerVersion}}'\"'\"' >/dev/null 2>&1 || exit 12; "
-        'test -d "$1" || exit 13; test -f "$2" || exit 14; docker compose version --short\' '
+        "facts=$(docker info --format '\"'\"'{{.DockerRootDir}}|{{.Architecture}}|{{.OSType}}'\"'\"' 2>/dev/null) || exit 12; "
+        'test -d "$1" || exit 13; test -f "$2" || exit 14; docker compose version --short; echo "$facts"; '
+        'df -Pk "${facts%%|*}" 2>/dev/null | tail -n 1; exit 0\' '
         "sh /opt/ghosthands /opt/ghosthands/docker-compose.prod.yml"
     )
 
