@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -35,6 +36,7 @@ DEFAULT_TAIL = 200
 PING_EVERY = 2.0  # seconds between keepalives to each host
 PING_TIMEOUT = 5.0  # no answer within this: the host is reported lost and dropped
 QUEUE_LINES = 2000  # --follow: lines in flight between the readers and the printer
+RELIST_FOR = 60.0  # --follow: after a container's log ends, look for its successor this long
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class _HostLogs:
     sources: list[tuple[LogSource, RemoteStream]] = field(default_factory=list)
     available: list[str] = field(default_factory=list)
     error: str | None = None
+    # --follow: containers being streamed now, the last timestamp read from each (a restarted
+    # container is picked up again from there), and until when to look for replacements.
+    active: set[str] = field(default_factory=set)
+    last: dict[str, tuple[str, str]] = field(default_factory=dict)
+    relist_until: float = 0.0
 
 
 class _Session:
@@ -95,6 +102,7 @@ class _Session:
         self.settings = ssh_settings(config, accept_new)
         self.stopping = threading.Event()
         self.lost: dict[str, str] = {}
+        self.on_lost: Callable[[str], None] | None = None
         self._lock = threading.Lock()
         self.hosts: list[_HostLogs] = []
 
@@ -120,12 +128,19 @@ class _Session:
                     follow=self.options.follow,
                 )
                 item.sources.append((source, item.conn.stream(argv)))
+                item.active.add(source.container_id)
         except GhdeployError as exc:
             item.error = str(exc)
         return item
 
-    def watch(self, item: _HostLogs) -> None:
-        """Keepalive loop: a host that stops answering is closed, which ends its streams."""
+    def watch(self, item: _HostLogs, attach: Callable[[LogSource, RemoteStream], None] | None = None) -> None:
+        """Keepalive loop: a host that stops answering is closed, which ends its streams.
+
+        With `attach` (--follow), a host whose container's log ended (a deploy replaced it, or it
+        restarted) is listed again every tick for a minute (a host streaming nothing, always),
+        and each running container of the selection not being streamed is attached: a
+        replacement from its start, a restarted one from its last line read.
+        """
         conn = item.conn
         assert conn is not None
         while not self.stopping.wait(PING_EVERY):
@@ -134,6 +149,25 @@ class _Session:
                     self.mark_lost(item.host.label, f"no answer to SSH keepalives for {PING_TIMEOUT:g} s")
                 conn.close()
                 return
+            if attach is not None and (time.monotonic() < item.relist_until or not item.active):
+                try:
+                    self._reattach(item, conn, attach)
+                except GhdeployError:
+                    continue  # the next tick's keepalive tells whether the host is gone
+
+    def _reattach(self, item: _HostLogs, conn: Connection, attach: Callable[[LogSource, RemoteStream], None]) -> None:
+        listing = conn.run(rc.log_containers(), timeout=30)
+        if listing.rc != 0:
+            return
+        sources, _ = logmerge.select_sources(item.host.label, listing.stdout, self.app_dir, self.options.services)
+        for source in sources:
+            if not source.running or source.container_id in item.active:
+                continue
+            since = item.last.get(source.container_id, (None, ""))[0]
+            argv = rc.container_logs(source.container_id, since=since, tail=None, follow=True)
+            item.active.add(source.container_id)
+            self.sink.notice(f"{item.host.label} {source.service}: following {source.container_id[:12]}")
+            attach(source, conn.stream(argv))
 
     def mark_lost(self, host: str, why: str) -> None:
         with self._lock:
@@ -142,6 +176,8 @@ class _Session:
         if first:
             others = "the other hosts keep streaming" if self.options.follow else "its lines stop here"
             self.sink.notice(f"{host}: connection lost ({why}); {others}")
+            if self.on_lost is not None:
+                self.on_lost(host)
 
     def ended(self, source: LogSource, stream: RemoteStream) -> str | None:
         """Why a source's stream ended, when that is worth saying (None: it simply finished)."""
@@ -155,7 +191,10 @@ class _Session:
             return None
         if status == 0:
             if self.options.follow:
-                self.sink.notice(f"{source.host} {source.service}: log ended (the container stopped or was removed)")
+                self.sink.notice(
+                    f"{source.host} {source.service}: log ended (the container stopped or was replaced); "
+                    "watching for its successor"
+                )
             return None
         self.sink.notice(f"{source.host} {source.service}: `docker logs` failed (exit {status}) {stream.stderr_tail()}")
         return "failed"
@@ -178,7 +217,12 @@ def targets(config: Config, only: list[str], reporter: Reporter) -> list[Host]:
     return narrow(config.hosts, only)
 
 
-def _report_host(session: _Session, item: _HostLogs, outcome: LogsOutcome) -> None:
+def _report_host(
+    session: _Session,
+    item: _HostLogs,
+    outcome: LogsOutcome,
+    attach: Callable[[LogSource, RemoteStream], None] | None = None,
+) -> None:
     label = item.host.label
     if item.error:
         outcome.failed[label] = item.error
@@ -187,8 +231,8 @@ def _report_host(session: _Session, item: _HostLogs, outcome: LogsOutcome) -> No
         wanted = ", ".join(session.options.services) or "the app's compose services"
         have = ", ".join(item.available) or "none"
         session.sink.notice(f"{label}: no container for {wanted} (there: {have})")
-    elif item.conn is not None:
-        threading.Thread(target=session.watch, args=(item,), daemon=True).start()
+    if item.conn is not None and not item.error and (item.sources or attach is not None):
+        threading.Thread(target=session.watch, args=(item, attach), daemon=True).start()
 
 
 def logs(
@@ -250,27 +294,44 @@ def _merged(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
 
 
 def _follow(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
-    """Lines as they come from any host, until Ctrl-C or until every stream has ended."""
+    """Lines as they come from any host, until Ctrl-C or until no host is left."""
     events: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=QUEUE_LINES)
     grep = session.options.grep
+    items: dict[str, _HostLogs] = {}
 
-    def read(source: LogSource, stream: RemoteStream) -> None:
+    def read(item: _HostLogs, source: LogSource, stream: RemoteStream) -> None:
+        cid = source.container_id
+        resume = item.last.get(cid, ("", ""))[1]  # a restarted container: skip what was already shown
         for line in logmerge.parse_lines(source, stream.lines()):
+            if line.time is not None:
+                if line.key <= resume:
+                    continue
+                item.last[cid] = (line.time, line.key)
             if logmerge.matches(line, grep):
                 events.put(("line", line))
+        item.active.discard(cid)
+        item.relist_until = time.monotonic() + RELIST_FOR
         events.put(("end", (source, stream)))
+
+    def attach_to(item: _HostLogs) -> Callable[[LogSource, RemoteStream], None]:
+        def attach(source: LogSource, stream: RemoteStream) -> None:
+            threading.Thread(target=read, args=(item, source, stream), daemon=True).start()
+
+        return attach
 
     def start(host: Host) -> None:
         item = session.open_host(host)
+        items[host.label] = item
         session.hosts.append(item)
         events.put(("host", item))
         for source, stream in item.sources:
-            threading.Thread(target=read, args=(source, stream), daemon=True).start()
+            attach_to(item)(source, stream)
 
+    session.on_lost = lambda label: events.put(("lost", label))
     for host in hosts:
         threading.Thread(target=start, args=(host,), daemon=True).start()
-    starting, running = len(hosts), 0
-    while (starting or running) and not session.sink.closed:
+    alive = {h.label for h in hosts}
+    while alive and not session.sink.closed:
         try:
             kind, payload = events.get(timeout=0.25)
         except queue.Empty:
@@ -281,11 +342,12 @@ def _follow(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
             session.sink.line(payload)
         elif kind == "host":
             assert isinstance(payload, _HostLogs)
-            starting -= 1
-            running += len(payload.sources)
-            _report_host(session, payload, outcome)
+            _report_host(session, payload, outcome, attach_to(payload))
+            if payload.error:
+                alive.discard(payload.host.label)
+        elif kind == "lost":
+            alive.discard(str(payload))
         else:
-            running -= 1
             assert isinstance(payload, tuple)
             ended_source, ended_stream = payload
             session.ended(ended_source, ended_stream)

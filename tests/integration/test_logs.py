@@ -164,6 +164,7 @@ class Follower:
             text=True,
         )
         self.out: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
         self.err: list[str] = []
         assert self.proc.stdout and self.proc.stderr
         threading.Thread(target=self._pump, args=(self.proc.stdout, self.out.put), daemon=True).start()
@@ -183,6 +184,7 @@ class Follower:
                 line = self.out.get(timeout=remaining)
             except queue.Empty:
                 continue
+            self.seen.append(line)
             if text in line:
                 return line
 
@@ -218,6 +220,14 @@ def test_follow_keeps_streaming_when_a_host_drops_out(fleet: Cli) -> None:
                     break
                 except AssertionError:
                     assert time.monotonic() < deadline, follower.err
+        # A container that restarts (or a deploy replaces) is followed again, from where it was.
+        say("h3", "follow-mark pre-restart")
+        follower.wait_for("follow-mark pre-restart")
+        host_docker("h3", "restart", "-t", "1", "ghosthands-api-1")
+        follower.wait_err(f"{LABEL['h3']} api: following", timeout=40)
+        say("h3", "follow-mark after restart")
+        assert follower.wait_for("follow-mark after restart").startswith(f"{LABEL['h3']} api ")
+        assert len([line for line in follower.seen if "pre-restart" in line]) == 1  # nothing shown twice
         # h2's link goes down: its sshd no longer answers (as an instance that vanished).
         veth("h2", "down")
         try:
