@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from ghdeploy import hostfit, prune
 from ghdeploy import remote_commands as rc
 from ghdeploy.hostfit import MachineFacts, PlatformImage
+from ghdeploy.progress import NullReporter
 
 REPO = "123.dkr.ecr.us-east-1.amazonaws.com/ghosthands"
 
@@ -131,3 +135,50 @@ def test_disk_fit_uses_the_hosts_platform_size_and_the_reserve() -> None:
     problems = hostfit.disk_problems(facts, images, "ghosthands:v1", reserve_mb=1024)
     assert set(problems) == {"h2"}
     assert "2000 MB free" in problems["h2"] and "2024 MB" in problems["h2"] and "/var/lib/docker" in problems["h2"]
+
+
+def test_preflight_reads_the_host_facts_in_the_same_call() -> None:
+    from ghdeploy.engine.fleet import preflight_hosts
+    from ghdeploy.hosts import Host
+    from ghdeploy.transports.base import CommandResult
+
+    layout = rc.RemoteLayout("/opt/ghosthands", "/opt/ghosthands/docker-compose.prod.yml")
+    calls: list[list[str]] = []
+
+    class Conn:
+        def __init__(self, label: str, out: str) -> None:
+            self.host = Host(label)
+            self.out = out
+
+        def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+            calls.append(argv)
+            return CommandResult(0, self.out, "")
+
+    conns = {
+        "h1": Conn("h1", "2.40.0\n/var/lib/docker|x86_64|linux\n/dev/x 1000 400 600 40% /\n"),
+        "h2": Conn("h2", "2.40.0\n/data/docker|aarch64|linux\n/dev/y 1000 900 100 90% /data\n"),
+    }
+    facts: dict[str, MachineFacts] = {}
+    assert preflight_hosts(conns, layout, NullReporter(), machine=facts) == {}  # type: ignore[arg-type]
+    assert calls == [rc.preflight(layout)] * 2
+    assert facts == {
+        "h1": MachineFacts("/var/lib/docker", "amd64", "linux", 600 * 1024, 1000 * 1024),
+        "h2": MachineFacts("/data/docker", "arm64", "linux", 100 * 1024, 1000 * 1024),
+    }
+
+
+def test_build_refuses_a_multi_arch_platform_and_checks_what_docker_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ghdeploy import images
+    from ghdeploy.config import load_config
+    from ghdeploy.errors import ConfigError
+
+    environ = {"ECR_REGISTRY": "123.dkr.ecr.us-east-1.amazonaws.com", "GH_PLATFORM": "linux/amd64,linux/arm64"}
+    config = load_config(command="build", environ=environ, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="multi-arch") as info:
+        images.build_image(config, tmp_path, NullReporter())
+    assert "docker buildx build --platform linux/amd64,linux/arm64" in (info.value.hint or "")
+    assert images._same_platform("linux/arm64/v8", "linux/arm64")
+    assert not images._same_platform("linux/amd64", "linux/arm64")
+    assert not images._same_platform("linux/arm/v6", "linux/arm/v7")
