@@ -736,7 +736,7 @@ def logs(
         str | None, typer.Option("--grep", metavar="TEXT", help="Only lines containing TEXT (case-sensitive).")
     ] = None,
     timestamps: Annotated[
-        bool, typer.Option("-t", "--timestamps", help="Show each line's time as the host's engine recorded it.")
+        bool, typer.Option("--timestamps", help="Show each line's time as the host's engine recorded it.")
     ] = False,
     accept_new_host_key: AcceptOpt = False,
 ) -> None:

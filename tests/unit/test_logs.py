@@ -197,3 +197,12 @@ def test_tail_defaults_and_exit_codes() -> None:
     assert LogsOutcome(hosts=["h1"]).exit_code == 0
     assert LogsOutcome(hosts=["h1"], failed={"h1": "lost"}).exit_code == 1
     assert LogsOutcome(hosts=["h1"], failed={"h1": "lost"}, interrupted=True).exit_code == 0
+
+
+def test_global_flags_after_logs_options_are_hoisted_but_values_are_not() -> None:
+    from ghdeploy.cli import hoist_global_flags
+
+    assert hoist_global_flags(["logs", "-f", "--grep", "x", "--json"]) == ["--json", "logs", "-f", "--grep", "x"]
+    # a value that looks like a global flag stays the option's value
+    assert hoist_global_flags(["logs", "--grep", "--json"]) == ["logs", "--grep", "--json"]
+    assert hoist_global_flags(["logs", "--timestamps", "--json"]) == ["--json", "logs", "--timestamps"]
