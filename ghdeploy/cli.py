@@ -779,12 +779,13 @@ def prune(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """Remove this repository's old images from every host, keeping what rollback needs."""
+    from ghdeploy.config import HOST_KEYS
+
+    config = _config((*HOST_KEYS, "ECR_REGISTRY", "ECR_REPOSITORY", "RETAIN_RELEASES"), only=host)
     from ghdeploy import render
     from ghdeploy.commands.prune import prune as run_prune
-    from ghdeploy.config import HOST_KEYS
     from ghdeploy.engine.fleet import HostOptions
 
-    config = _config((*HOST_KEYS, "ECR_REGISTRY", "ECR_REPOSITORY", "RETAIN_RELEASES"))
     with _reporter() as reporter:
         rows = run_prune(
             config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, dry_run=dry_run

@@ -173,6 +173,12 @@ CASES: list[Case] = [
     key("AGENT_FLEET_TABLE", "a b", "agent", "init-table"),
     key("AGENT_FLEET_BATCH", "0", *AGENT),
     key("AGENT_FLEET_BATCH", "1001", *AGENT),
+    # --- disk and platform
+    key("RETAIN_RELEASES", "0", "prune", "--dry-run", also="1-100"),
+    key("RETAIN_RELEASES", "many", "deploy", "--deploy-only", "--tag", "v1"),
+    key("DISK_RESERVE_MB", "-1", "deploy", "--deploy-only", "--tag", "v1"),
+    key("GH_PLATFORM", "linux amd64", "build", "--tag", "v1"),
+    key("GH_PLATFORM", "linux/amd64,", "deploy", "--deploy-only", "--tag", "v1"),
     # --- the receiver and its sender (secrets: never shown)
     Case("DEPLOY_WEBHOOK_SECRET", NOTIFY, {"DEPLOY_WEBHOOK_SECRET": "hunter2"}, "shorter", "hunter2"),
     Case("DEPLOY_WEBHOOK_SECRET", NOTIFY, {"DEPLOY_WEBHOOK_SECRET": None}, "not set"),
