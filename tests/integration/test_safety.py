@@ -585,6 +585,8 @@ STATUS_HOST_KEYS = {
     "last_deploy",
     "unfinished_deploy",
     "lock",
+    "agent",
+    "disk",
 }
 BUILD_KEYS = {"tag", "image", "image_id", "commit_sha", "build_time", "refs", "dirty", "seconds"}
 PUSH_KEYS = {"tag", "image", "digest", "refs", "seconds"}
