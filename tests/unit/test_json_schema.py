@@ -98,6 +98,13 @@ def documents(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
         "EC2_HOST",
         True,
     )
+    from ghdeploy.prune import PrunePlan, PruneResult, Removal
+
+    kept = PrunePlan(keep={"sha256:" + "a" * 64: "release 1 of the last 1 in the history"})
+    kept.remove.append(Removal("sha256:" + "b" * 64, ["reg/gh:v1"], 10, untag_only=False))
+    pruned = [PruneResult("a", plan=kept, removed=["sha256:" + "b" * 64]), PruneResult("b", errors=["down"])]
+    add(render.prune_table, pruned, True)
+    add(render.prune_table, [PruneResult("a", plan=kept, dry_run=True)], True)
     add(render.error_json, ConfigError("EC2_HOST is not set", "set it in .env.deploy"))
     add(render.error_json, OperationFailed("boom"))
     return docs
