@@ -45,6 +45,7 @@ def fleet(testbed_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         NO_COLOR="1",
         PYTHONPATH=str(Path(__file__).resolve().parents[2]),
         AWS_EC2_METADATA_DISABLED="true",
+        ECR_REGISTRY_OVERRIDE="1",  # the testbed's registry is a stand-in for ECR (see conftest.base_env)
         EC2_HOST=",".join(LABEL.values()),
     )
     cli = Cli(cwd=repo, env=env)
