@@ -285,7 +285,7 @@ class Config:
         integer(1, 100, "releases"),
         "3",
         "releases whose images each host keeps for rollback; older images of the repository are removed",
-        (DEPLOY, PRUNE),
+        (DEPLOY, PRUNE, AGENT),
     )
     disk_reserve_mb = setting(
         "DISK_RESERVE_MB",

@@ -387,6 +387,8 @@ class Agent:
             op = self._operation(auth)
             with self._renewing(lease):
                 result = run_host(op, self.conn, target)
+            if result.succeeded:
+                self._prune(result)  # still under the lock, as a laptop deploy prunes
             if result.result in BROKEN_RESULTS and result.error != "interrupted" and self.table is not None:
                 # Marked before our slot is released: the next host sees it before it can start.
                 try:
@@ -415,6 +417,23 @@ class Agent:
                 out.reason = "interrupted mid-deploy: put back what ran before"
             out.exit_code = int(ExitCode.INTERRUPTED if result.error == "interrupted" else ExitCode.FAILED)
         return out
+
+    def _prune(self, result: HostResult) -> None:
+        """Keep the last RETAIN_RELEASES releases' images, remove the repository's others (prune.py).
+        A problem is a warning and a note, never a failed deploy."""
+        from ghdeploy.prune import prune_host, summary
+
+        try:
+            pruned = prune_host(self.conn, self.layout, self.image_name, self.config.retain_releases)
+        except GhdeployError as exc:
+            self.reporter.warn(f"prune after the deploy: {exc}")
+            return
+        line = summary(pruned)
+        result.notes.append(f"disk: {line}")
+        if pruned.ok:
+            self.reporter.info(line)
+        else:
+            self.reporter.warn(line)
 
     # --- the loop -----------------------------------------------------------------------------
 
