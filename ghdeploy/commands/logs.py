@@ -293,13 +293,16 @@ def _merged(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
                 return
 
 
-def _follow(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
-    """Lines as they come from any host, until Ctrl-C or until no host is left."""
-    events: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=QUEUE_LINES)
-    grep = session.options.grep
-    items: dict[str, _HostLogs] = {}
+class _Follower:
+    """--follow: one reader thread per container stream, all feeding one bounded queue that the
+    main thread prints from (so Ctrl-C is heard there, and lines never interleave mid-line)."""
 
-    def read(item: _HostLogs, source: LogSource, stream: RemoteStream) -> None:
+    def __init__(self, session: _Session, outcome: LogsOutcome) -> None:
+        self.session = session
+        self.outcome = outcome
+        self.events: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=QUEUE_LINES)
+
+    def read(self, item: _HostLogs, source: LogSource, stream: RemoteStream) -> None:
         cid = source.container_id
         resume = item.last.get(cid, ("", ""))[1]  # a restarted container: skip what was already shown
         for line in logmerge.parse_lines(source, stream.lines()):
@@ -307,42 +310,33 @@ def _follow(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
                 if line.key <= resume:
                     continue
                 item.last[cid] = (line.time, line.key)
-            if logmerge.matches(line, grep):
-                events.put(("line", line))
+            if logmerge.matches(line, self.session.options.grep):
+                self.events.put(("line", line))
         item.active.discard(cid)
         item.relist_until = time.monotonic() + RELIST_FOR
-        events.put(("end", (source, stream)))
+        self.events.put(("end", (source, stream)))
 
-    def attach_to(item: _HostLogs) -> Callable[[LogSource, RemoteStream], None]:
+    def attach_to(self, item: _HostLogs) -> Callable[[LogSource, RemoteStream], None]:
         def attach(source: LogSource, stream: RemoteStream) -> None:
-            threading.Thread(target=read, args=(item, source, stream), daemon=True).start()
+            threading.Thread(target=self.read, args=(item, source, stream), daemon=True).start()
 
         return attach
 
-    def start(host: Host) -> None:
-        item = session.open_host(host)
-        items[host.label] = item
-        session.hosts.append(item)
-        events.put(("host", item))
+    def start(self, host: Host) -> None:
+        item = self.session.open_host(host)
+        self.session.hosts.append(item)
+        self.events.put(("host", item))
         for source, stream in item.sources:
-            attach_to(item)(source, stream)
+            self.attach_to(item)(source, stream)
 
-    session.on_lost = lambda label: events.put(("lost", label))
-    for host in hosts:
-        threading.Thread(target=start, args=(host,), daemon=True).start()
-    alive = {h.label for h in hosts}
-    while alive and not session.sink.closed:
-        try:
-            kind, payload = events.get(timeout=0.25)
-        except queue.Empty:
-            continue
+    def handle(self, kind: str, payload: object, alive: set[str]) -> None:
         if kind == "line":
             assert isinstance(payload, LogLine)
-            outcome.lines += 1
-            session.sink.line(payload)
+            self.outcome.lines += 1
+            self.session.sink.line(payload)
         elif kind == "host":
             assert isinstance(payload, _HostLogs)
-            _report_host(session, payload, outcome, attach_to(payload))
+            _report_host(self.session, payload, self.outcome, self.attach_to(payload))
             if payload.error:
                 alive.discard(payload.host.label)
         elif kind == "lost":
@@ -350,4 +344,19 @@ def _follow(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
         else:
             assert isinstance(payload, tuple)
             ended_source, ended_stream = payload
-            session.ended(ended_source, ended_stream)
+            self.session.ended(ended_source, ended_stream)
+
+
+def _follow(session: _Session, hosts: list[Host], outcome: LogsOutcome) -> None:
+    """Lines as they come from any host, until Ctrl-C or until no host is left."""
+    follower = _Follower(session, outcome)
+    session.on_lost = lambda label: follower.events.put(("lost", label))
+    for host in hosts:
+        threading.Thread(target=follower.start, args=(host,), daemon=True).start()
+    alive = {h.label for h in hosts}
+    while alive and not session.sink.closed:
+        try:
+            kind, payload = follower.events.get(timeout=0.25)
+        except queue.Empty:
+            continue
+        follower.handle(kind, payload, alive)
