@@ -12,12 +12,37 @@ from ghdeploy.render import emit_json, out, table
 from ghdeploy.results import rows_exit_code, unlabel
 
 
+def _disk_cell(disk: dict[str, Any] | None) -> str:
+    """Free space on the docker data root: what the next pull needs (`ghdeploy prune` frees it)."""
+    if not disk or disk.get("free_bytes") is None:
+        return "-"
+    free, size = disk["free_bytes"], disk.get("size_bytes") or 0
+    text = f"{free / 1024**3:.1f} GB"
+    if size:
+        share = free / size
+        text += f" ({share:.0%})"
+        if share < 0.1:
+            return f"[red]{escape(text)}[/red]"
+    return escape(text)
+
+
 def status_table(rows: list[Any], as_json: bool) -> int:
     code = int(rows_exit_code(rows))
     if as_json:
         emit_json("status", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
-    columns = ["host", "health", "image", "api", "worker", "version", "targeted workers", "last deploy", "agent"]
+    columns = [
+        "host",
+        "health",
+        "image",
+        "api",
+        "worker",
+        "version",
+        "targeted workers",
+        "last deploy",
+        "agent",
+        "disk free",
+    ]
     failed = any(r.error for r in rows)
     t = table("status", [*columns, "problem"] if failed else columns)
     for r in rows:
@@ -25,7 +50,7 @@ def status_table(rows: list[Any], as_json: bool) -> int:
             # The reason gets a column of its own (not "last deploy"), with what to do about it.
             reason = escape(unlabel(r.error, r.host)) + (f"\n[cyan]hint:[/cyan] {escape(r.hint)}" if r.hint else "")
             problem = getattr(r, "problem", None) or "unreachable"
-            t.add_row(escape(r.host), f"[red]{escape(problem)}[/red]", "", "", "", "", "", "", "", reason)
+            t.add_row(escape(r.host), f"[red]{escape(problem)}[/red]", "", "", "", "", "", "", "", "", reason)
             continue
         health = "[green]200[/green]" if r.health == 200 else f"[red]{r.health or 'down'}[/red]"
         svc = {s["service"]: s for s in r.services}
@@ -81,6 +106,7 @@ def status_table(rows: list[Any], as_json: bool) -> int:
             escape(targeted),
             last,
             _agent_cell(r.agent) if r.agent else "-",
+            _disk_cell(r.disk),
             *([""] if failed else []),
         )
     out().print(t)
