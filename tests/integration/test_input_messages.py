@@ -49,25 +49,28 @@ def push_tiny_image(env: dict[str, str], repo: str, tags: list[str]) -> None:
 
 
 def test_a_missing_tag_lists_the_closest_and_the_newest(cli_factory, testbed_env, hosts) -> None:
-    word = uuid.uuid4().hex[:8]
-    real = f"msg-{word}-release"
-    push_tiny_image(testbed_env, testbed_env["ECR_REPOSITORY"], [real])
-    cli = cli_factory(EC2_HOST=hosts[0])
+    # A repository of its own: the shared one gathers every run's tags (more than the dry-run
+    # listing reads creation times for), and the newest there would be whatever ran last.
+    repo = f"input-msg-{uuid.uuid4().hex[:8]}"
+    push_tiny_image(testbed_env, repo, ["release-1"])
+    push_tiny_image(testbed_env, repo, ["release-2", "other"])
+    cli = cli_factory(EC2_HOST=hosts[0], ECR_REPOSITORY=repo)
 
-    typo = f"msg-{word}-relaese"
-    rolled = cli("rollback", "--dry-run", "--to", typo, timeout=120)
+    rolled = cli("rollback", "--dry-run", "--to", "relaese-2", timeout=120)
     assert rolled.returncode == 2, rolled.stderr
     text = " ".join(rolled.stderr.split())
-    assert f"--to '{typo}': no such tag" in text
-    assert "closest:" in text and real in text.split("closest:", 1)[1].split(";")[0]
-    assert "newest:" in text and real in text.split("newest:", 1)[1]  # just pushed: among the newest
-    assert "--tag" not in text
-    assert "Traceback" not in rolled.stderr
+    assert f"--to 'relaese-2': no such tag in {testbed_env['ECR_REGISTRY']}/{repo}" in text
+    closest = text.split("closest:", 1)[1].split(";")[0]
+    assert "release-2" in closest and "release-1" in closest
+    newest = text.split("newest:", 1)[1].split(";")[0]
+    assert newest.index("release-2") < newest.index("release-1")  # pushed later, listed first
+    assert "3 tags in all" in text
+    assert "--tag" not in text and "Traceback" not in rolled.stderr
 
-    deployed = cli("deploy", "--deploy-only", "--dry-run", "--tag", typo, timeout=120)
+    deployed = cli("deploy", "--deploy-only", "--dry-run", "--tag", "release-3", timeout=120)
     assert deployed.returncode == 2, deployed.stderr
     text = " ".join(deployed.stderr.split())
-    assert f"--tag '{typo}': no such tag" in text and real in text
+    assert "--tag 'release-3': no such tag" in text and "release-2" in text
 
 
 def test_verify_says_which_head_it_compared_and_where_from(cli_factory, app_repo, tmp_path, hosts) -> None:
