@@ -202,7 +202,7 @@ def test_lock_left_by_a_killed_deploy_shows_blocks_and_is_released(h1: Cli, app_
     run.finish()
 
     holder = lock_holder(h1)
-    assert holder is not None and set(holder) == {"id", "operator", "action", "tag", "message", "since"}
+    assert holder is not None and set(holder) == {"schema", "id", "operator", "action", "tag", "message", "since"}
     assert holder["operator"] == OPERATOR and holder["action"] == "deploy" and holder["tag"] == v2
     assert holder["message"] == "stale lock test" and ISO_TIME.match(holder["since"])
     table = h1("lock", "status")
@@ -296,7 +296,8 @@ def test_history_records_deploys_failures_and_rollbacks(h1: Cli, app_repo: Path)
     ]
     keys = {"time", "action", "operator", "message", "from", "to", "image_id", "result", "error", "duration_s"}
     for record in history:
-        assert set(record) == keys | {"ghdeploy"}, record
+        assert set(record) == keys | {"ghdeploy", "schema", "started", "finished"}, record
+        assert record["schema"] == 2, record
         assert ISO_TIME.match(record["time"]), record
         assert record["operator"] == OPERATOR
         assert 0 < record["duration_s"] < 120
