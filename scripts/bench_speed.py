@@ -294,6 +294,7 @@ def figure_connections(env: dict[str, str], hosts: list[str]) -> None:
 
     settings = SSHSettings(key_file=Path(env["EC2_KEY"]), known_hosts=Path(env["SSH_KNOWN_HOSTS"]))
     connect(parse_host(addr(hosts[0])), settings).close()  # imports and first-use allocations
+    time.sleep(0.5)  # let the closed connection's transport thread end before counting threads
     print("5. per host connection, measured in this process (paramiko, one transport thread each)")
     for n in (1, 3, 10):
         before, threads = rss_kb(), threading.active_count()
