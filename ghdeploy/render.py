@@ -145,6 +145,16 @@ _RESULT_STYLE = {
     "rollback failed": "bold red",
     "failed": "red",
     "untouched": "dim",
+    "abandoned": "bold yellow",
+    "unconfirmed": "bold red",
+}
+
+
+GUARDIAN_DID = {
+    "restored": "put back the recorded image by itself",
+    "kept": "kept the new image, healthy",
+    "failed": "could NOT get healthy by itself: check it",
+    "untouched": "freed its lock; nothing had changed",
 }
 
 
@@ -152,6 +162,14 @@ def _next_step(fleet: Any) -> str | None:
     results = {h.result for h in fleet.hosts}
     if "rollback failed" in results:
         return "a host is NOT on a known-good image: check `ghdeploy status`, then `ghdeploy rollback --to TAG` or fix it by hand"
+    if "unconfirmed" in results:
+        hosts = ", ".join(h.host for h in fleet.hosts if h.result == "unconfirmed")
+        return (
+            f"could not confirm {hosts}: the connection was lost mid-switch; each heals itself "
+            "(puts back the recorded image, frees its lock, records it): check with `ghdeploy status`"
+        )
+    if "abandoned" in results:
+        return "we lost touch mid-switch and the host's guardian took over (see notes); `ghdeploy status` to check"
     if fleet.interrupted:
         return "interrupted: hosts above say where each one is; `ghdeploy status` to check, deploy again when ready"
     if "rolled back" in results:
@@ -258,6 +276,7 @@ def _fleet_text(console: Console, fleet: Any, title: str) -> None:
     console.print(
         f"total {c['total']}: {c['succeeded']} succeeded, {c['rolled back']} rolled back, "
         f"{c['rollback failed']} rollback failed, {c['failed']} failed, {c['untouched']} untouched"
+        + "".join(f", {c[k]} {k}" for k in ("abandoned", "unconfirmed") if c.get(k))
     )
     for h in fleet.hosts:
         if h.phases:

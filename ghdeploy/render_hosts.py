@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from ghdeploy.render import emit_json, out, table
+from ghdeploy.render import GUARDIAN_DID, emit_json, out, table
 from ghdeploy.results import rows_exit_code, unlabel
 
 
@@ -89,6 +89,9 @@ def status_table(rows: list[Any], as_json: bool) -> int:
             ld = r.last_deploy
             to = (ld.get("to") or {}).get("label") or ""
             last = f"{ld.get('action')} {to} {ld.get('result')} {_ago(ld.get('time'))} by {ld.get('operator')}"
+            if ld.get("result") == "abandoned":
+                # The driver vanished mid-way and the host's guardian finished it: say what it did.
+                last += f" (ghdeploy vanished; the host {GUARDIAN_DID.get(str(ld.get('guardian')), 'finished it')})"
         if r.pending:
             unfinished = f"UNFINISHED {r.pending.get('action')} since {r.pending.get('time')}"
             last = f"[red]{escape(unfinished)}[/red]; {escape(last)}"

@@ -36,6 +36,10 @@ class Result(enum.StrEnum):
     ROLLBACK_FAILED = "rollback failed"
     FAILED = "failed"  # failed before anything on the host changed
     UNTOUCHED = "untouched"  # not reached, or interrupted before any change
+    # ghdeploy lost the host mid-way and the host's guardian took over (see the record it wrote)
+    ABANDONED = "abandoned"
+    # ghdeploy lost the host and could not reach it again; its guardian heals it
+    UNCONFIRMED = "unconfirmed"
 
 
 class Action(enum.StrEnum):

@@ -25,6 +25,7 @@ from ghdeploy import __version__, agent_status, hostops, locks, records, registr
 from ghdeploy import remote_commands as rc
 from ghdeploy.commands.common import operation
 from ghdeploy.config import Config
+from ghdeploy.engine import guardian
 from ghdeploy.engine.fleet import layout_of
 from ghdeploy.engine.host import HostResult, Operation, Target, ensure_image, run_host
 from ghdeploy.errors import ExitCode, GhdeployError
@@ -382,10 +383,21 @@ class Agent:
             return out
         target = self.target(digest)
         self.reporter.info(f"{self.tag} moved to {short(digest)} (running {short(out.running)}): deploying it")
+        # The host's guardian, as for a laptop deploy: if this process is killed mid-switch (the
+        # guardian runs in its own session, so it outlives us), the host heals itself.
+        guard: guardian.Guard | None = guardian.Guard(self.conn, self.layout, info["id"])
+        try:
+            assert guard is not None
+            guard.arm(guardian.record_lines({"action": "deploy", "operator": self.operator, "to": {"label": self.tag}}))
+        except GhdeployError as exc:
+            self.reporter.warn(f"could not start the host's guardian ({exc}); deploying without it")
+            guard = None
         try:
             self.write_status("deploying", busy_for=self.deploy_budget())
             op = self._operation(auth)
-            with self._renewing(lease):
+            if guard is not None:
+                op.guards = {self.conn.host.label: guard}
+            with self._renewing(lease), guardian.Heartbeat([guard] if guard is not None else []):
                 result = run_host(op, self.conn, target)
             if result.succeeded:
                 self._prune(result)  # still under the lock, as a laptop deploy prunes
@@ -397,8 +409,12 @@ class Agent:
                     self.reporter.warn(f"could not mark {short(digest)} failed in the fleet table: {exc}")
         finally:
             try:
-                if not locks.release(self.conn, self.layout, info["id"]):
+                if guard is not None and guard.fired:
+                    pass  # the guardian took over: it frees the lock itself
+                elif not (guard.finish() if guard is not None else locks.release(self.conn, self.layout, info["id"])):
                     self.reporter.warn("the deploy lock was taken over meanwhile; left it in place")
+            except guardian.GuardianTookOver:
+                self.reporter.warn("the host's guardian took over; it frees the lock itself")
             except GhdeployError as exc:
                 self.reporter.warn(f"could not release the deploy lock: {exc}")
         out.deploy = result

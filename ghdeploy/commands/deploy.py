@@ -130,6 +130,7 @@ def deploy(
     lock = None if dry_run else locks.lock_info(op.operator, "deploy", report.tag, message)
     fleet = open_fleet(config, hosts, opts, reporter, lock, image_check(config, auth, digest, target.label, reporter))
     op.host_services = {label: facts.image_services for label, facts in fleet.facts.items()}
+    op.guards = fleet.guards
     if lock is not None and isinstance(cancel, CancelToken):
         cancel.arm()  # from here an interrupt stops at a safe point instead of at once
     timings["preflight"] = time.monotonic() - t

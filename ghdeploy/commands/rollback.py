@@ -23,16 +23,45 @@ def previous_from_history(history: list[dict[str, Any]], running: str | None) ->
     """The image that ran before the deploy that put `running` (an image ID) on this host.
 
     Walking back through deploys rather than taking the last record means a second rollback goes
-    one release further back instead of flipping between the last two images.
+    one release further back instead of flipping between the last two images. A record whose
+    `from` is the image it deployed (a fleet deploy run again after it stopped half-way) put
+    nothing new there and is skipped: taking it would "roll back" to what already runs. A deploy
+    the host's guardian finished by keeping the new image (`abandoned`, guardian `kept`) counts
+    as one that put it there.
     """
     for record in reversed(history):
-        if (
-            record.get("action") == "deploy"
-            and record.get("result") == "succeeded"
-            and record.get("image_id") == running
-        ):
-            return hostops.ImageRecord.from_dict(record.get("from"))
+        if record.get("action") != "deploy" or record.get("image_id") != running:
+            continue
+        kept = record.get("result") == "abandoned" and record.get("guardian") == "kept"
+        if record.get("result") != "succeeded" and not kept:
+            continue
+        previous = hostops.ImageRecord.from_dict(record.get("from"))
+        if previous is not None and previous.image_id == running:
+            continue
+        return previous
     return None
+
+
+def rollback_point(
+    history: list[dict[str, Any]], pending: dict[str, Any] | None, running: str | None
+) -> tuple[hostops.ImageRecord | None, str]:
+    """Where a plain `rollback` goes on one host, and why (for the plan and the messages).
+
+    A deploy that was stopped mid-way and never healed (pending.json is still there) leaves what
+    runs unproven: its recorded known-good image comes first. Else the history walk above.
+    """
+    if pending:
+        known_good = hostops.ImageRecord.from_dict(pending.get("known_good") or pending.get("from"))
+        if known_good is not None and known_good.image_id and known_good.image_id != running:
+            when = pending.get("time", "?")
+            return (
+                known_good,
+                f"the image an unfinished {pending.get('action', 'deploy')} of {when} recorded as running before it",
+            )
+    previous = previous_from_history(history, running)
+    if previous is not None and previous.image_id and previous.image_id != running:
+        return previous, "the image that ran before the last deploy"
+    return None, ""
 
 
 def rollback(
@@ -72,6 +101,7 @@ def rollback(
 
     fleet = open_fleet(config, hosts, opts, reporter, lock, host_check)
     op.host_services = {label: facts.image_services for label, facts in fleet.facts.items()}
+    op.guards = fleet.guards
     if lock is not None and isinstance(cancel, CancelToken):
         cancel.arm()  # from here an interrupt stops at a safe point instead of at once
     report = DeployReport(tag=to_tag or "previous")
@@ -80,13 +110,21 @@ def rollback(
         problems: dict[str, str] = {}
         for label in fleet.order:
             if shared_target is not None:
+                running = hostops.read_snapshot(fleet.conns[label], fleet.layout).app_image
+                if running is not None and shared_target.digest and running.digest == shared_target.digest:
+                    problems[label] = f"already runs {shared_target.label}: there is nothing to roll back"
+                    continue
                 targets[label] = shared_target
                 continue
             conn = fleet.remotes[label]
             running = hostops.read_snapshot(conn, fleet.layout).app_image
             running_id = running.image_id if running else None
             warnings: list[str] = []
-            previous = previous_from_history(hostops.read_history(conn, fleet.layout, 1000, warnings), running_id)
+            previous, why = rollback_point(
+                hostops.read_history(conn, fleet.layout, 1000, warnings),
+                hostops.read_pending(conn, fleet.layout),
+                running_id,
+            )
             for warning in warnings:
                 reporter.warn(warning)
             if previous is None or not previous.image_id:
@@ -96,6 +134,7 @@ def rollback(
                     "nothing to roll back to"
                 )
                 continue
+            reporter.info(f"{label}: rolling back to {previous.tag or previous.image_id[:19]}, {why}")
             ref = previous.ref or previous.restore_ref or previous.image_id
             targets[label] = Target(
                 ref=ref,
@@ -104,7 +143,12 @@ def rollback(
                 image_id=previous.image_id,
             )
         if problems:
-            raise_for_host_problems(problems, "use `ghdeploy rollback --to TAG` to name the image")
+            hint = (
+                "name hosts that need it with --host"
+                if shared_target is not None
+                else "use `ghdeploy rollback --to TAG` to name the image"
+            )
+            raise_for_host_problems(problems, hint)
         report.timings["preflight"] = time.monotonic() - t0
         if dry_run:
             report.plan = [

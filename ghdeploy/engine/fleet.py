@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ghdeploy import hostops, locks
 from ghdeploy import remote_commands as rc
 from ghdeploy.config import Config
+from ghdeploy.engine import guardian
 from ghdeploy.engine.connect import (  # re-exported: the read-only commands import them from here too
     HostOptions,
     close_all,
@@ -158,28 +159,71 @@ class Fleet:
 
     facts: dict[str, hostops.HostFacts] = field(default_factory=dict)  # from preflight, by host label
     machine: dict[str, MachineFacts] = field(default_factory=dict)  # docker root, architecture, free disk
+    guards: dict[str, guardian.Guard] = field(default_factory=dict)  # armed with each lock
+    heartbeat: guardian.Heartbeat | None = None
 
     @property
     def order(self) -> list[str]:
         return [h.label for h in self.hosts]
 
+    def arm_guardians(self, lock: dict[str, Any]) -> None:
+        """A guardian on every locked host, renewed from here: if we vanish, each host frees its
+        lock (and, if it was mid-switch, heals itself) with no further command from anyone."""
+        base = {
+            "action": lock.get("action"),
+            "operator": lock.get("operator"),
+            "message": lock.get("message"),
+            "from": None,
+            "to": {"label": lock.get("tag")},
+        }
+        records = guardian.record_lines(base)
+        problems: dict[str, str] = {}
+        for label in self.locked:
+            guard = guardian.Guard(self.conns[label], self.layout, str(lock["id"]))
+            try:
+                guard.arm(records)
+            except GhdeployError as exc:
+                problems[label] = f"could not start the host's guardian: {exc}"
+                continue
+            self.guards[label] = guard
+        self.heartbeat = guardian.Heartbeat(list(self.guards.values())).__enter__()
+        raise_for_host_problems(
+            problems, "the host needs a POSIX sh with setsid or nohup, and a writable GHOSTHANDS_DIR"
+        )
+
     def close(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         for label in self.asked:
             if label not in self.locked and self.lock_id:
                 with contextlib.suppress(Exception):  # maybe never taken: only ours is removed
                     locks.release(self.remotes[label], self.layout, self.lock_id)
         for label in self.locked:
+            guard = self.guards.get(label)
             try:
-                if not locks.release(self.remotes[label], self.layout, self.lock_id) and self.reporter is not None:
+                if guard is not None and guard.fired:
+                    continue  # the guardian frees the lock itself (the host's result says so)
+                released = (
+                    guard.finish()
+                    if guard is not None
+                    else locks.release(self.remotes[label], self.layout, self.lock_id)
+                )
+                if not released and self.reporter is not None:
                     self.reporter.warn(
                         f"{label}: this operation no longer holds the deploy lock (someone ran `ghdeploy lock "
                         "release` meanwhile) and left the lock now there in place"
                     )
+            except guardian.GuardianTookOver:
+                if self.reporter is not None:
+                    self.reporter.warn(f"{label}: the host's guardian took over; it frees the lock itself")
             except GhdeployError as exc:
                 if self.reporter is not None:
-                    self.reporter.warn(
-                        f"{label}: could not release the deploy lock ({exc}); `ghdeploy lock release --host {label}`"
+                    hint = (
+                        f"its guardian frees it within {guardian.LEASE}s"
+                        if guard is not None
+                        else f"`ghdeploy lock release --host {label}`"
                     )
+                    self.reporter.warn(f"{label}: could not release the deploy lock ({exc}); {hint}")
         close_all(self.conns)
 
 
@@ -228,6 +272,7 @@ def open_fleet(
                     f"another deploy is running, no host was touched:\n  {lines}",
                     "wait for it to finish; if it is stale, `ghdeploy lock release --host HOST`",
                 )
+            fleet.arm_guardians(lock)
     except BaseException:
         fleet.close()
         raise

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from ghdeploy import __version__, hostops, records
 from ghdeploy import remote_commands as rc
-from ghdeploy.errors import GhdeployError, OperationFailed
+from ghdeploy.engine import guardian
+from ghdeploy.errors import GhdeployError, OperationFailed, SSHError
 from ghdeploy.hostops import ImageRecord, Snapshot
 from ghdeploy.progress import Reporter
 from ghdeploy.records import HistoryRecord, PendingRecord
@@ -56,8 +57,16 @@ class Operation:
     # pulled and restarted. A host not preflighted gets api and worker.
     host_services: dict[str, list[str]] = field(default_factory=dict)
 
+    # The hosts' guardians (engine/guardian.py), by host label, armed when their locks were taken.
+    guards: dict[str, guardian.Guard] = field(default_factory=dict)
+
     def image_services(self, host: str) -> list[str]:
         return self.host_services.get(host) or ["api", "worker"]
+
+    @property
+    def heal_budget(self) -> float:
+        """How long a host left alone may take to heal itself: the promise made to the operator."""
+        return self.drain_timeout + self.stop_timeout + self.health_timeout + 30
 
 
 @contextmanager
@@ -200,7 +209,7 @@ def wait_healthy(op: Operation, conn: Remote, cancel: threading.Event | None) ->
     start = op.clock.now()
     with conn.http_client(timeout=2.0) as http:
         healthy = wait_for(
-            lambda: health_ok(http, op.api_port),
+            lambda: link_up(conn) and health_ok(http, op.api_port),
             op.health_timeout,
             op.clock,
             cancel,
@@ -210,6 +219,20 @@ def wait_healthy(op: Operation, conn: Remote, cancel: threading.Event | None) ->
     if not healthy:
         raise OperationFailed(f"{label}: /health did not answer 200 within {op.health_timeout:g}s")
     return op.clock.now() - start
+
+
+def link_up(conn: Remote) -> bool:
+    """True while the connection lives; raises SSHError once it is gone (a dead link must not
+    look like an unhealthy service and lead to a rollback over that same dead link)."""
+    alive = getattr(conn, "alive", None)
+    if alive is not None and not alive():
+        raise SSHError(conn.host.label, "SSH connection lost", "check the host's network")
+    return True
+
+
+def connection_lost(conn: Remote) -> bool:
+    alive = getattr(conn, "alive", None)
+    return alive is not None and not alive()
 
 
 # How long a restarted worker without a status endpoint must stay up before it counts as started.
@@ -325,15 +348,16 @@ def put_back_targeted(
         raise OperationFailed(f"{label}: {name} is gone, and there is no backup of it to put back")
 
 
-def restore(op: Operation, conn: Remote, snapshot: Snapshot) -> str:
-    """Put back exactly what `snapshot` recorded; health-check it. Returns the image ID. Not cancellable.
+def restore(op: Operation, conn: Remote, snapshot: Snapshot, point: ImageRecord | None = None) -> str:
+    """Put back exactly `point` (default: the image `snapshot` recorded); health-check it. Returns
+    the image ID. Not cancellable.
 
     A targeted worker whose backup is still there gets that very container back (renamed, and
     started if it ran); one not replaced yet keeps its container; only one replaced and already
     checked is recreated from its recorded configuration on its recorded image.
     """
     label = conn.host.label
-    previous = snapshot.app_image
+    previous = point or snapshot.app_image
     if previous is None or not previous.image_id:
         raise OperationFailed(f"{label}: nothing ran before this deploy, so there is no image to roll back to")
     ref = restore_ref(conn, previous)
@@ -390,50 +414,219 @@ def pending_record(op: Operation, result: HostResult) -> PendingRecord:
     return PendingRecord.from_record(history_record(op, result), result="in progress")
 
 
+def known_good(unfinished: dict[str, Any] | None, snapshot: Snapshot) -> ImageRecord | None:
+    """The rollback point: what runs now, unless a deploy was stopped here before it finished and
+    nothing healed the host since (pending.json is still there). Then what runs may be that
+    deploy's unproven image, and the point is the image it recorded as running before it."""
+    if unfinished:
+        recorded = ImageRecord.from_dict(unfinished.get("known_good") or unfinished.get("from"))
+        if recorded is not None and recorded.image_id:
+            return recorded
+    return snapshot.app_image
+
+
+def switch_plan(
+    op: Operation, conn: Remote, snapshot: Snapshot, point: ImageRecord | None, target: Target, new_id: str
+) -> guardian.SwitchPlan:
+    """What the guardian needs to put the host back, computed here before anything changes."""
+    ref = ""
+    if point is not None and point.image_id:
+        try:
+            ref = restore_ref(conn, point)
+        except OperationFailed:
+            ref = ""  # the recorded image is gone from the host: the guardian can only keep the new one
+    return guardian.SwitchPlan(
+        compose_file=op.layout.compose_file,
+        app_dir=op.layout.app_dir,
+        restore_ref=ref,
+        restore_id=(point.image_id or "") if ref and point else "",
+        new_ref=target.ref,
+        new_id=new_id,
+        stop_timeout=op.stop_timeout,
+        health_timeout=op.health_timeout,
+        api_port=op.api_port,
+        targeted=tuple(t.spec.name for t in snapshot.targeted if t.running),
+    )
+
+
+GUARDIAN_SAYS = {
+    "restored": "the host's guardian put back the recorded image; it is healthy",
+    "kept": "the host's guardian kept the new image, which runs healthy",
+    "failed": "the host's guardian could not get it healthy: check the host",
+    "untouched": "the host's guardian freed the lock; nothing had been changed",
+    "recorded": "the host's guardian freed the lock",
+}
+
+
+def taken_over(op: Operation, guard: guardian.Guard, result: HostResult, point: ImageRecord | None) -> None:
+    """The guardian fired (we were out of touch too long): report what the host did by itself."""
+    label = result.host
+    result.result = Result.ABANDONED
+    result.error = f"ghdeploy was out of touch with the host for more than {guard.lease}s; its guardian took over"
+    op.reporter.warn(f"{label}: {result.error}; waiting for it (up to {op.heal_budget:g}s)")
+    outcome = None
+    try:
+        outcome = guard.wait_outcome(op.heal_budget)
+    except GhdeployError as exc:
+        result.notes.append(f"could not follow the guardian: {exc}")
+    if outcome is None:
+        result.notes.append("the guardian had not finished when we stopped waiting; see `ghdeploy status`")
+    else:
+        result.notes.append(GUARDIAN_SAYS.get(outcome, outcome))
+        if outcome == "restored" and point is not None:
+            result.image_id = point.image_id
+    op.reporter.warn(f"{label}: {result.notes[-1]}")
+
+
+def reconnected(
+    op: Operation, conn: Remote, guard: guardian.Guard, result: HostResult, point: ImageRecord | None
+) -> bool:
+    """After a lost connection mid-switch: True if we are back and still in charge (then we roll
+    back ourselves); False if the host is left to its guardian (the result says what we know)."""
+    label = result.host
+    op.reporter.warn(f"{label}: {result.error}; reconnecting")
+    reconnect = getattr(conn, "reconnect", None)
+    end = op.clock.now() + guard.lease + 30
+    while reconnect is not None:
+        try:
+            reconnect()
+            break
+        except GhdeployError:
+            if op.clock.now() >= end:
+                reconnect = None
+                break
+            op.clock.sleep(2.0)
+    if reconnect is None:
+        result.result = Result.UNCONFIRMED
+        what = (point.tag or (point.image_id or "")[:19]) if point else "the new image"
+        result.notes.append(
+            f"could not reach the host again; its guardian puts back {what} by itself within "
+            f"{op.heal_budget:g}s of losing us, frees the lock and records it: check with `ghdeploy status`"
+        )
+        op.reporter.warn(f"{label}: {result.notes[-1]}")
+        return False
+    op.reporter.info(f"{label}: reconnected")
+    try:
+        guard.renew()
+    except guardian.GuardianTookOver:
+        taken_over(op, guard, result, point)
+        return False
+    return True
+
+
+def record_start(op: Operation, conn: Remote, result: HostResult) -> tuple[Snapshot, ImageRecord | None]:
+    """Record what runs now (pending.json); return it and the rollback point."""
+    label = result.host
+    op.reporter.step(label, "recording what runs now")
+    snapshot = hostops.read_snapshot(conn, op.layout)
+    if snapshot.backups:  # a run was stopped while replacing targeted workers
+        for note in hostops.recover_backups(conn, snapshot):
+            result.notes.append(note)
+            op.reporter.warn(f"{label}: {note}")
+        snapshot = hostops.read_snapshot(conn, op.layout)
+    result.from_image = snapshot.app_image
+    unfinished = hostops.read_pending(conn, op.layout)
+    point = known_good(unfinished, snapshot)
+    if unfinished:
+        what = (point.tag or (point.image_id or "?")[:19]) if point else "nothing"
+        note = (
+            f"found an unfinished {unfinished.get('action') or 'deploy'} from {unfinished.get('time') or '?'} "
+            f"by {unfinished.get('operator') or '?'} (ghdeploy was stopped mid-way); the rollback point is "
+            f"the image it recorded as running before it: {what}"
+        )
+        result.notes.append(note)
+        op.reporter.warn(f"{label}: {note}")
+    # known_good: what to put back if this deploy is stopped too (what runs, or what an earlier
+    # unfinished deploy recorded): the chain survives any number of killed deploys.
+    pending = pending_record(op, result)
+    pending.extra["known_good"] = point.to_dict() if point else None
+    hostops.write_pending(conn, op.layout, pending)
+    return snapshot, point
+
+
+def roll_back(
+    op: Operation,
+    conn: Remote,
+    work: Remote,
+    guard: guardian.Guard | None,
+    snapshot: Snapshot,
+    point: ImageRecord | None,
+    result: HostResult,
+    exc: BaseException,
+) -> bool:
+    """After a failure mid-switch: put the recorded image back. Returns True when the host is
+    left to its guardian instead (it took over, or we could not reach the host again)."""
+    label = result.host
+    # Any SSH error mid-switch (a channel that cannot open, a command that never ends) is
+    # treated as a lost link: we reconnect and check the guardian before touching anything.
+    lost = guard is not None and (connection_lost(conn) or isinstance(exc, SSHError))
+    if lost and guard is not None and not reconnected(op, conn, guard, result, point):
+        return True
+    op.reporter.warn(f"{label}: {result.error}; rolling back")
+    with phase(result, "rollback", op.clock):
+        try:
+            result.image_id = restore(op, work, snapshot, point)
+            result.result = Result.ROLLED_BACK
+            op.reporter.info(f"{label}: rolled back to {point.tag if point else '?'}")
+        except guardian.GuardianTookOver:
+            assert guard is not None
+            taken_over(op, guard, result, point)
+            return True
+        except GhdeployError as rollback_exc:
+            result.result = Result.ROLLBACK_FAILED
+            why = unlabel(str(rollback_exc), label)
+            result.notes.append(f"rollback failed: {why}")
+            op.reporter.warn(f"{label}: ROLLBACK FAILED: {why}")
+    return False
+
+
 def run_host(op: Operation, conn: Remote, target: Target, action: Action | str = Action.DEPLOY) -> HostResult:
-    """Deploy `target` to one host; never raises for a host-level failure (it is in the result)."""
+    """Deploy `target` to one host; never raises for a host-level failure (it is in the result).
+
+    With a guardian armed for the host (op.guards), every changing command runs fenced by it and
+    it is told each phase, so a driver that vanishes mid-way leaves a host that heals itself.
+    """
     label = conn.host.label
     result = HostResult(host=label, action=Action(action), target=target)
     start = op.clock.now()
     changed = False
     snapshot: Snapshot | None = None
+    point: ImageRecord | None = None
+    guard = op.guards.get(label)
+    work: Remote = conn
+    left_to_guardian = False  # the guardian writes the record (it took over), or nobody can
     try:
         if op.cancel.is_set():
             raise Cancelled()
         with phase(result, "record", op.clock):
-            op.reporter.step(label, "recording what runs now")
-            snapshot = hostops.read_snapshot(conn, op.layout)
-            if snapshot.backups:  # a run was stopped while replacing targeted workers
-                for note in hostops.recover_backups(conn, snapshot):
-                    result.notes.append(note)
-                    op.reporter.warn(f"{label}: {note}")
-                snapshot = hostops.read_snapshot(conn, op.layout)
-            result.from_image = snapshot.app_image
-            unfinished = hostops.read_pending(conn, op.layout)
-            if unfinished:
-                note = (
-                    f"found an unfinished {unfinished.get('action') or 'deploy'} from {unfinished.get('time') or '?'} "
-                    f"by {unfinished.get('operator') or '?'} (ghdeploy was stopped mid-way); what runs now is the rollback point"
-                )
-                result.notes.append(note)
-                op.reporter.warn(f"{label}: {note}")
-            hostops.write_pending(conn, op.layout, pending_record(op, result))
+            snapshot, point = record_start(op, conn, result)
         with phase(result, "pull", op.clock):
             new_id = ensure_image(op, conn, target)
         if op.cancel.is_set():
             raise Cancelled()
+        if guard is not None:
+            plan = switch_plan(op, conn, snapshot, point, target, new_id)
+            guard.arm_switch(plan, guardian.record_lines(history_record(op, result).to_dict(), guard.lease))
+            work = guard.fenced(conn)
+            guard.phase("changing")
         changed = True
         with phase(result, "drain", op.clock):
-            result.notes += drain_all(op, conn, snapshot, op.cancel)
+            result.notes += drain_all(op, work, snapshot, op.cancel)
         with phase(result, "switch", op.clock):
-            switch_to(op, conn, snapshot, target.ref, {t.spec.name: target.ref for t in snapshot.targeted})
+            switch_to(op, work, snapshot, target.ref, {t.spec.name: target.ref for t in snapshot.targeted})
         with phase(result, "health", op.clock):
-            waited = wait_healthy(op, conn, op.cancel)
-            check_running(conn, op, new_id, snapshot.targeted)
-        result.notes += drop_backups(op, conn, snapshot)
+            waited = wait_healthy(op, work, op.cancel)
+            check_running(work, op, new_id, snapshot.targeted)
+        if guard is not None:
+            guard.phase("confirmed")
+        result.notes += drop_backups(op, work, snapshot)
         result.image_id = new_id
         result.result = Result.SUCCEEDED
         op.reporter.info(f"{label}: {target.label} is healthy ({waited:.2f}s after start)")
+    except guardian.GuardianTookOver:
+        assert guard is not None
+        taken_over(op, guard, result, point)
+        left_to_guardian = True
     except (GhdeployError, Cancelled) as exc:
         interrupted = isinstance(exc, Cancelled)
         result.error = "interrupted" if interrupted else unlabel(str(exc), label)
@@ -442,25 +635,29 @@ def run_host(op: Operation, conn: Remote, target: Target, action: Action | str =
             if not interrupted:
                 op.reporter.warn(f"{label}: {result.error} (nothing on the host was changed)")
         else:
-            op.reporter.warn(f"{label}: {result.error}; rolling back")
             assert snapshot is not None
-            with phase(result, "rollback", op.clock):
-                try:
-                    result.image_id = restore(op, conn, snapshot)
-                    result.result = Result.ROLLED_BACK
-                    op.reporter.info(f"{label}: rolled back to {snapshot.app_image.tag if snapshot.app_image else '?'}")
-                except GhdeployError as rollback_exc:
-                    result.result = Result.ROLLBACK_FAILED
-                    why = unlabel(str(rollback_exc), label)
-                    result.notes.append(f"rollback failed: {why}")
-                    op.reporter.warn(f"{label}: ROLLBACK FAILED: {why}")
+            left_to_guardian = roll_back(op, conn, work, guard, snapshot, point, result, exc)
     finally:
         result.duration = op.clock.now() - start
-        if snapshot is not None:
-            try:
-                hostops.append_record(conn, op.layout, history_record(op, result))
-                hostops.clear_pending(conn, op.layout)
-            except GhdeployError as exc:
-                result.notes.append(f"could not write the history record: {exc}")
-                op.reporter.warn(f"{label}: could not write the history record: {exc}")
+        if snapshot is not None and not left_to_guardian:
+            write_record(op, conn, guard, result, point)
     return result
+
+
+def write_record(
+    op: Operation, conn: Remote, guard: guardian.Guard | None, result: HostResult, point: ImageRecord | None
+) -> None:
+    """Our own history record and the end of pending.json (with a guardian: in one step it cannot cut)."""
+    label = result.host
+    try:
+        if guard is not None:
+            guard.record(history_record(op, result))
+        else:
+            hostops.append_record(conn, op.layout, history_record(op, result))
+            hostops.clear_pending(conn, op.layout)
+    except guardian.GuardianTookOver:
+        assert guard is not None
+        taken_over(op, guard, result, point)
+    except GhdeployError as exc:
+        result.notes.append(f"could not write the history record: {exc}")
+        op.reporter.warn(f"{label}: could not write the history record: {exc}")

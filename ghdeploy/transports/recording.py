@@ -159,6 +159,11 @@ class RecordingRemote:
         if close is not None:
             close()
 
+    def __getattr__(self, name: str) -> Any:
+        # What else the transport offers (alive, reconnect: the engine's lost-link handling) is
+        # the backend's own.
+        return getattr(self.backend, name)
+
 
 # --- scripted answers -------------------------------------------------------------------------
 

@@ -572,7 +572,16 @@ HOST_RESULT_KEYS = {
     "error",
     "notes",
 }
-SUMMARY_KEYS = {"total", "succeeded", "rolled back", "rollback failed", "failed", "untouched"}
+SUMMARY_KEYS = {
+    "total",
+    "succeeded",
+    "rolled back",
+    "rollback failed",
+    "failed",
+    "untouched",
+    "abandoned",
+    "unconfirmed",
+}
 PLAN_KEYS = {"host", "current", "lock", "rollback_to", "commands", "steps", "summary"}
 STATUS_HOST_KEYS = {
     "host",

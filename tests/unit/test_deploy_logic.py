@@ -173,6 +173,8 @@ def test_rolling_stops_at_the_first_failure(monkeypatch: pytest.MonkeyPatch) -> 
         "rollback failed": 0,
         "failed": 0,
         "untouched": 2,
+        "abandoned": 0,
+        "unconfirmed": 0,
     }
     assert int(fleet.exit_code) == 1
     assert any("not reached" in n for n in fleet.hosts[2].notes)
@@ -233,3 +235,213 @@ def test_rollback_target_walks_back_through_deploys() -> None:
     assert previous_from_history(history, "A") is None  # the first deploy: nothing before it
     assert previous_from_history(history, "Z") is None  # not deployed by ghdeploy
     assert previous_from_history([], None) is None
+
+
+def test_rollback_skips_same_image_redeploys_and_counts_guardian_kept() -> None:
+    from ghdeploy.commands.rollback import previous_from_history
+
+    def rec(result: str, frm: str, to: str, **extra: Any) -> dict[str, Any]:
+        return {"action": "deploy", "result": result, "from": {"image_id": frm}, "image_id": to, **extra}
+
+    # B deployed over A, then the same fleet deploy run again: B over B.
+    history = [rec("succeeded", "A", "B"), rec("succeeded", "B", "B")]
+    previous = previous_from_history(history, "B")
+    assert previous is not None and previous.image_id == "A"
+    # A killed deploy whose guardian kept the new image C put C there as much as a success would.
+    history.append(rec("abandoned", "B", "C", guardian="kept"))
+    previous = previous_from_history(history, "C")
+    assert previous is not None and previous.image_id == "B"
+    # One whose guardian put B back did not.
+    assert previous_from_history([rec("abandoned", "B", "B", guardian="restored")], "B") is None
+
+
+def test_rollback_point_prefers_a_killed_deploys_known_good_image() -> None:
+    from ghdeploy.commands.rollback import rollback_point
+
+    history = [{"action": "deploy", "result": "succeeded", "from": {"image_id": "A"}, "image_id": "B"}]
+    pending = {"action": "deploy", "time": "2026-11-27T03:00:00Z", "from": {"image_id": "B", "ref": "r/app:b"}}
+    # Killed while switching B -> C: C runs, unproven; B is the known-good point, not A.
+    point, why = rollback_point(history, pending, "C")
+    assert point is not None and point.image_id == "B" and point.ref == "r/app:b"
+    assert "unfinished deploy of 2026-11-27T03:00:00Z" in why
+    # Killed before anything changed: B still runs, so the history walk decides (A).
+    point, _ = rollback_point(history, pending, "B")
+    assert point is not None and point.image_id == "A"
+    # Nothing recorded at all: nothing to roll back to (said by the caller).
+    assert rollback_point([], None, "B") == (None, "")
+
+
+def test_a_killed_deploys_known_good_image_is_the_next_deploys_rollback_point() -> None:
+    from ghdeploy.engine.host import known_good
+    from ghdeploy.hostops import ImageRecord, ServiceState, Snapshot
+
+    running = ImageRecord(image_id="sha256:c", ref="r/app:c")
+    snapshot = Snapshot(services={"api": ServiceState("api", "id", "running", "", running)})
+    pending = {"from": {"image_id": "sha256:b", "ref": "r/app:b"}}
+    point = known_good(pending, snapshot)
+    assert point is not None and point.image_id == "sha256:b"
+    assert known_good(None, snapshot) == running
+    assert known_good({"from": None}, snapshot) == running
+
+
+class FakeGuard:
+    """What run_host asks of a host's guardian, recorded."""
+
+    lease = 15
+
+    def __init__(self, calls: list[str], outcome: str | None = "restored", renew_fails: bool = False) -> None:
+        self.calls = calls
+        self.outcome = outcome
+        self.renew_fails = renew_fails
+        self.records: list[dict[str, Any]] = []
+        self.fired = False
+
+    def arm_switch(self, plan: Any, records: bytes) -> None:
+        self.calls.append("arm_switch")
+
+    def fenced(self, via: Any = None) -> Any:
+        return "fenced"
+
+    def phase(self, name: str) -> None:
+        self.calls.append(f"phase {name}")
+
+    def renew(self) -> None:
+        self.calls.append("renew")
+        if self.renew_fails:
+            from ghdeploy.engine.guardian import GuardianTookOver
+
+            raise GuardianTookOver("h1: took over")
+
+    def record(self, line: dict[str, Any]) -> None:
+        self.calls.append("guard_record")
+        self.records.append(line)
+
+    def wait_outcome(self, timeout: float) -> str | None:
+        self.calls.append("wait_outcome")
+        return self.outcome
+
+
+class LinkConn(FakeConn):
+    def __init__(self, label: str, calls: list[str], can_reconnect: bool = True) -> None:
+        super().__init__(label)
+        self.up = True
+        self.calls = calls
+        self.can_reconnect = can_reconnect
+
+    def alive(self) -> bool:
+        return self.up
+
+    def reconnect(self) -> None:
+        self.calls.append("reconnect")
+        if not self.can_reconnect:
+            from ghdeploy.errors import SSHError
+
+            raise SSHError("h1", "no route to host")
+        self.up = True
+
+
+def guarded(monkeypatch: pytest.MonkeyPatch, steps: Steps, guard: FakeGuard) -> engine.Operation:
+    monkeypatch.setattr(engine, "switch_plan", lambda *a, **k: None)
+    op = operation()
+    op.guards = {"h1": guard}  # type: ignore[dict-item]
+    return op
+
+
+def test_with_a_guardian_changes_are_fenced_phased_and_recorded_in_one_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch)
+    guard = FakeGuard(steps.calls)
+    seen: list[Any] = []
+    monkeypatch.setattr(engine, "switch_to", lambda op, conn, *a: seen.append(conn))
+    result = engine.run_host(guarded(monkeypatch, steps, guard), FakeConn("h1"), TARGET)
+    assert result.result == "succeeded"
+    assert seen == ["fenced"]  # the switch ran through the fence
+    pull = steps.calls.index("pull")
+    assert steps.calls[pull + 1 : pull + 4] == ["arm_switch", "phase changing", "drain"]
+    assert steps.calls[-2:] == ["phase confirmed", "guard_record"]
+    assert steps.records == [] and guard.records[-1]["result"] == "succeeded"
+
+
+def test_when_the_guardian_took_over_we_neither_restore_nor_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ghdeploy.engine.guardian import GuardianTookOver
+
+    steps = Steps(monkeypatch, fail={"switch": GuardianTookOver("h1: the host's guardian took over")})
+    guard = FakeGuard(steps.calls)
+    result = engine.run_host(guarded(monkeypatch, steps, guard), FakeConn("h1"), TARGET)
+    assert result.result == "abandoned"
+    assert "restore" not in steps.calls and "guard_record" not in steps.calls and steps.records == []
+    assert steps.calls[-1] == "wait_outcome"
+    assert any("put back the recorded image" in n for n in result.notes)
+    assert result.image_id == OLD.image_id
+
+
+def test_a_lost_link_is_reconnected_and_we_roll_back_ourselves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ghdeploy.errors import SSHError
+
+    steps = Steps(monkeypatch)
+    conn = LinkConn("h1", steps.calls)
+
+    def health(*args: Any, **kwargs: Any) -> float:
+        steps.calls.append("health")
+        conn.up = False
+        raise SSHError("h1", "SSH connection lost")
+
+    monkeypatch.setattr(engine, "wait_healthy", health)
+    guard = FakeGuard(steps.calls)
+    result = engine.run_host(guarded(monkeypatch, steps, guard), conn, TARGET)
+    assert result.result == "rolled back"
+    assert steps.calls[-4:] == ["reconnect", "renew", "restore", "guard_record"]
+
+
+def test_a_lost_link_after_the_guardian_fired_reports_what_the_host_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ghdeploy.errors import SSHError
+
+    steps = Steps(monkeypatch)
+    conn = LinkConn("h1", steps.calls)
+
+    def switch(*args: Any, **kwargs: Any) -> None:
+        conn.up = False
+        raise SSHError("h1", "SSH connection lost")
+
+    monkeypatch.setattr(engine, "switch_to", switch)
+    guard = FakeGuard(steps.calls, outcome="restored", renew_fails=True)
+    result = engine.run_host(guarded(monkeypatch, steps, guard), conn, TARGET)
+    assert result.result == "abandoned"
+    assert steps.calls[-3:] == ["reconnect", "renew", "wait_outcome"]
+    assert "restore" not in steps.calls and steps.records == [] and guard.records == []
+
+
+def test_a_host_we_cannot_reach_again_is_unconfirmed_and_left_to_heal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ghdeploy.errors import SSHError
+
+    steps = Steps(monkeypatch)
+    conn = LinkConn("h1", steps.calls, can_reconnect=False)
+
+    def switch(*args: Any, **kwargs: Any) -> None:
+        conn.up = False
+        raise SSHError("h1", "SSH connection lost")
+
+    monkeypatch.setattr(engine, "switch_to", switch)
+    guard = FakeGuard(steps.calls)
+    op = guarded(monkeypatch, steps, guard)
+    now = [0.0]
+    op.clock = Clock(sleep=lambda s: now.__setitem__(0, now[0] + s), now=lambda: now[0])
+    result = engine.run_host(op, conn, TARGET)
+    assert result.result == "unconfirmed"
+    assert "restore" not in steps.calls and "guard_record" not in steps.calls
+    assert any("puts back old by itself" in n for n in result.notes), result.notes
+    assert steps.calls.count("reconnect") > 3
+
+
+def test_the_known_good_chain_survives_a_second_killed_deploy(monkeypatch: pytest.MonkeyPatch) -> None:
+    Steps(monkeypatch, fail={"health": OperationFailed("h1: /health did not answer 200 within 5s")})
+    good = {"image_id": "sha256:" + "9" * 64, "ref": "reg/gh:good"}
+    monkeypatch.setattr(hostops, "read_pending", lambda conn, layout: {"time": "t", "known_good": good, "from": {}})
+    written: list[dict[str, Any]] = []
+    monkeypatch.setattr(hostops, "write_pending", lambda conn, layout, record: written.append(record))
+    restored: list[Any] = []
+    monkeypatch.setattr(engine, "restore", lambda op, conn, snapshot, point=None: restored.append(point) or "x")
+    result = engine.run_host(operation(), FakeConn("h1"), TARGET)
+    assert result.result == "rolled back"
+    assert result.from_image == OLD  # what ran, as it was
+    assert written[0]["known_good"]["image_id"] == good["image_id"]  # carried on, for a third run
+    assert restored[0].image_id == good["image_id"]  # the failed deploy goes back to the known-good image

@@ -140,6 +140,8 @@ def test_deploy_report_success(capsys: pytest.CaptureFixture[str]) -> None:
         "rollback failed": 0,
         "failed": 0,
         "untouched": 0,
+        "abandoned": 0,
+        "unconfirmed": 0,
     }
     first = deploy["hosts"][0]
     assert first["host"] == "ubuntu@a"

@@ -10,6 +10,8 @@ import contextlib
 import functools
 import logging
 import socket
+import threading
+import time
 from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -120,6 +122,8 @@ def _open_hop(
     transport = client.get_transport()
     assert transport is not None  # connect() succeeded
     transport.set_keepalive(settings.keepalive)
+    # Every hop, jump hosts too: a dead shared jump must not be handed to the next connect.
+    _watch_peer(transport, settings.keepalive, settings.dead_peer)
     return client
 
 
@@ -191,6 +195,33 @@ def connect(host: Host, settings: SSHSettings) -> Connection:
     return Connection(host, route, [target], settings, release=[functools.partial(JUMPS.release, k) for k in leases])
 
 
+def _watch_peer(transport: paramiko.Transport, every: float, limit: float) -> None:
+    """Close the transport when the server stops answering: a half-open TCP link (Wi-Fi gone,
+    VPN flap) would otherwise hang a command for the kernel's ~15 minutes of retransmissions.
+
+    Every `every` s a global request that the server must answer goes out (OpenSSH answers an
+    unknown one with a failure, as for its own ClientAlive probes); with no answer within `limit`
+    s the transport is closed, so every command and tunnel on it fails at once.
+    """
+
+    def probe() -> None:
+        with contextlib.suppress(Exception):  # a failing probe is what the watchdog looks for
+            transport.global_request("keepalive@openssh.com", wait=True)
+
+    def watch() -> None:
+        while transport.is_active():
+            time.sleep(every)
+            asker = threading.Thread(target=probe, daemon=True)
+            asker.start()
+            asker.join(limit)
+            if asker.is_alive() and transport.is_active():
+                logging.getLogger(__name__).debug("no answer to a keepalive within %ss: closing", limit)
+                transport.close()
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class Connection:
     """An authenticated SSH connection to one host. Thread-safe: channels are independent."""
 
@@ -234,10 +265,30 @@ class Connection:
         for give_back in reversed(release):
             give_back()
 
+    def alive(self) -> bool:
+        return self._transport.is_active()
+
+    def reconnect(self) -> None:
+        """Replace a lost connection with a new one to the same host (same checks as connect)."""
+        fresh = connect(self.host, self.settings)
+        old, old_release = self._clients, self._release
+        self._clients, self._transport, self._release = fresh._clients, fresh._transport, fresh._release
+        fresh._clients, fresh._release = [], []
+        for client in reversed(old):
+            with contextlib.suppress(Exception):  # already dead: nothing to close cleanly
+                client.close()
+        for give_back in reversed(old_release):
+            give_back()
+
     def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
         """Run argv on the host (see runner.run): stdin is written then closed, never in argv."""
         return runner.run(
-            self._transport, self.host.label, self.settings.connect_timeout, argv, stdin=stdin, timeout=timeout
+            self._transport,
+            self.host.label,
+            self.settings.connect_timeout,
+            argv,
+            stdin=stdin,
+            timeout=self.settings.command_timeout if timeout is None else timeout,
         )
 
     def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:

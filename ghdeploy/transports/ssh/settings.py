@@ -13,4 +13,6 @@ class SSHSettings:
     accept_new_host_key: bool = False  # the only way an unknown key is ever accepted
     ssh_config: Path | None = None  # an OpenSSH client config, e.g. ~/.ssh/config
     connect_timeout: float = 10.0
-    keepalive: int = 15
+    keepalive: int = 5  # seconds between keepalive probes that the server must answer
+    dead_peer: float = 10.0  # a probe unanswered this long: the link is dead (noticed within 15 s)
+    command_timeout: float = 300.0  # for a run() that names no timeout: no command may hang forever
