@@ -358,7 +358,7 @@ def test_with_a_guardian_changes_are_fenced_phased_and_recorded_in_one_step(monk
     pull = steps.calls.index("pull")
     assert steps.calls[pull + 1 : pull + 4] == ["arm_switch", "phase changing", "drain"]
     assert steps.calls[-2:] == ["phase confirmed", "guard_record"]
-    assert steps.records == [] and guard.records[-1]["result"] == "succeeded"
+    assert steps.records == [] and guard.records[-1].result == "succeeded"
 
 
 def test_when_the_guardian_took_over_we_neither_restore_nor_record(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -443,5 +443,5 @@ def test_the_known_good_chain_survives_a_second_killed_deploy(monkeypatch: pytes
     result = engine.run_host(operation(), FakeConn("h1"), TARGET)
     assert result.result == "rolled back"
     assert result.from_image == OLD  # what ran, as it was
-    assert written[0]["known_good"]["image_id"] == good["image_id"]  # carried on, for a third run
+    assert written[0].extra["known_good"]["image_id"] == good["image_id"]  # carried on, for a third run
     assert restored[0].image_id == good["image_id"]  # the failed deploy goes back to the known-good image
