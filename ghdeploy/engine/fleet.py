@@ -203,11 +203,11 @@ class Fleet:
             try:
                 if guard is not None and guard.fired:
                     continue  # the guardian frees the lock itself (the host's result says so)
-                released = (
-                    guard.finish()
-                    if guard is not None
-                    else locks.release(self.remotes[label], self.layout, self.lock_id)
-                )
+                # The lock first, then the guardian: dying in between leaves a guardian that
+                # finds the deploy recorded and the lock gone, and only ends.
+                released = locks.release(self.remotes[label], self.layout, self.lock_id)
+                if guard is not None:
+                    guard.disarm()
                 if not released and self.reporter is not None:
                     self.reporter.warn(
                         f"{label}: this operation no longer holds the deploy lock (someone ran `ghdeploy lock "

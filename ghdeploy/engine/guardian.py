@@ -38,7 +38,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,6 @@ from ghdeploy.errors import GhdeployError
 
 if TYPE_CHECKING:
     from ghdeploy.hosts import Host
-    from ghdeploy.records import HistoryRecord
     from ghdeploy.remote_commands import RemoteLayout
     from ghdeploy.transports.base import CommandResult, Remote
     from ghdeploy.transports.http11 import Client
@@ -86,7 +86,7 @@ while :; do
   elif [ -f "$G/held" ]; then
     # The driver's record step holds the token for a moment; one that never gives it back died.
     held=$((held + 1))
-    if [ "$held" -ge 60 ]; then mv "$G/held" "$G/fired" 2>/dev/null && break; fi
+    if [ "$held" -ge 15 ]; then mv "$G/held" "$G/fired" 2>/dev/null && break; fi
   else
     log "disarmed"; exit 0
   fi
@@ -237,24 +237,20 @@ echo $$ > "$g/inflight"
 exec "$@"
 """
 
-# The driver's own history record (stdin, one line), the end of pending.json and the phase
-# `recorded`, in one step the guardian cannot cut in two: the token is held meanwhile. A record
-# cut short by a dead link (no final newline) is not written; the guardian then writes its own.
-RECORD_SCRIPT = r"""
-g=$1 dir=$2 hist=$3 pending=$4
-t="$g/record.tmp"
-cat > "$t" || exit 1
-if [ ! -s "$t" ] || [ -n "$(tail -c 1 "$t")" ]; then rm -f "$t"; exit 1; fi
-exec </dev/null >/dev/null 2>&1
-mv "$g/armed" "$g/held" 2>/dev/null || { rm -f "$t"; exit 86; }
-umask 077; mkdir -p "$dir"
-if [ -s "$hist" ] && [ -n "$(tail -c 1 "$hist")" ]; then echo >> "$hist"; fi
-cat "$t" >> "$hist"; rc=$?
-rm -f "$t"
-[ "$rc" = 0 ] && rm -f "$pending"
-echo recorded > "$g/phase.tmp" && mv -f "$g/phase.tmp" "$g/phase"
-mv "$g/held" "$g/armed"
-exit $rc
+# The driver's own history record is written between HOLD and UNHOLD (with the driver's usual
+# commands): the guardian cannot fire meanwhile, and gives a hold that lasts 15 s up for dead.
+HOLD_SCRIPT = r"""
+mv "$1/armed" "$1/held" 2>/dev/null || exit 86
+"""
+
+UNHOLD_SCRIPT = r"""
+if [ "$2" = recorded ]; then echo recorded > "$1/phase.tmp" && mv -f "$1/phase.tmp" "$1/phase"; fi
+mv "$1/held" "$1/armed"
+"""
+
+# Disarm for good, once the driver has freed the lock itself.
+DISARM_SCRIPT = r"""
+mv "$1/armed" "$1/done" 2>/dev/null || exit 86
 """
 
 # The end of the deploy on this host: disarm for good, then free the lock if it is still ours.
@@ -346,12 +342,20 @@ def fence(g: str, argv: Argv) -> Argv:
     return ["sh", "-c", FENCE_SCRIPT, "sh", g, *argv]
 
 
-def record(g: str, layout: RemoteLayout) -> Argv:
-    return ["sh", "-c", RECORD_SCRIPT, "sh", g, layout.state_dir, layout.history_file, layout.pending_file]
-
-
 def finish(g: str, layout: RemoteLayout, lock_id: str) -> Argv:
     return ["sh", "-c", FINISH_SCRIPT, "sh", g, layout.lock_dir, lock_id]
+
+
+def hold(g: str) -> Argv:
+    return ["sh", "-c", HOLD_SCRIPT, "sh", g]
+
+
+def unhold(g: str, recorded: bool) -> Argv:
+    return ["sh", "-c", UNHOLD_SCRIPT, "sh", g, "recorded" if recorded else "same"]
+
+
+def disarm(g: str) -> Argv:
+    return ["sh", "-c", DISARM_SCRIPT, "sh", g]
 
 
 def read_state(g: str) -> Argv:
@@ -467,15 +471,20 @@ class Guard:
     def phase(self, name: str) -> None:
         self._require(self._run(set_phase(self.dir, name)), f"telling the guardian '{name}'")
 
-    def record(self, line: HistoryRecord | dict[str, Any]) -> None:
-        from ghdeploy import records
+    @contextmanager
+    def held(self) -> Iterator[Callable[[], None]]:
+        """While held, the driver writes its record with its usual commands; call the yielded
+        function once it is written (the phase then says `recorded`)."""
+        self._require(self._run(hold(self.dir)), "holding the guardian")
+        written = [False]
+        try:
+            yield lambda: written.__setitem__(0, True)
+        finally:
+            self._require(self._run(unhold(self.dir, written[0])), "giving the guardian back")
 
-        if not isinstance(line, records.HistoryRecord):
-            line = records.HistoryRecord.from_dict(line) or records.HistoryRecord()
-        data = records.history_line(line).encode()
-        if not data.endswith(b"\n"):
-            data += b"\n"
-        self._require(self._run(record(self.dir, self.layout), stdin=data), "writing the history record")
+    def disarm(self) -> None:
+        """For good: the driver ended the deploy on this host (and freed the lock itself)."""
+        self._require(self._run(disarm(self.dir)), "disarming the guardian")
 
     def finish(self) -> bool:
         """Disarm and free the lock; False if another lock holds the host now."""
@@ -499,9 +508,20 @@ class Guard:
                 return None
             sleep(1.0)
 
-    def fenced(self, via: Remote | None = None) -> FencedRemote:
-        """`via` (default: the guard's own connection), with every command fenced by this guardian."""
-        return FencedRemote(self, via or self.conn)
+    def fenced(self, via: Remote | None = None) -> Remote:
+        """`via` (default: the guard's own connection), with every command fenced by this guardian.
+
+        A recording transport stays on top: -v and the plan show the command itself, the fence
+        (a 3-line wrapper, FENCE_SCRIPT) is applied underneath.
+        """
+        from ghdeploy.transports.recording import RecordingRemote
+
+        via = via or self.conn
+        if isinstance(via, RecordingRemote):
+            outer = RecordingRemote(FencedRemote(self, via.backend), on_record=via.on_record)
+            outer.recorded = via.recorded
+            return outer
+        return FencedRemote(self, via)
 
 
 class FencedRemote:

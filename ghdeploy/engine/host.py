@@ -605,7 +605,8 @@ def run_host(op: Operation, conn: Remote, target: Target, action: Action | str =
         if op.cancel.is_set():
             raise Cancelled()
         if guard is not None:
-            plan = switch_plan(op, conn, snapshot, point, target, new_id)
+            # Read on the guard's own connection: what the guardian needs is not part of the plan.
+            plan = switch_plan(op, guard.conn, snapshot, point, target, new_id)
             guard.arm_switch(plan, guardian.record_lines(history_record(op, result).to_dict(), guard.lease))
             work = guard.fenced(conn)
             guard.phase("changing")
@@ -651,7 +652,10 @@ def write_record(
     label = result.host
     try:
         if guard is not None:
-            guard.record(history_record(op, result))
+            with guard.held() as written:
+                hostops.append_record(conn, op.layout, history_record(op, result))
+                hostops.clear_pending(conn, op.layout)
+                written()
         else:
             hostops.append_record(conn, op.layout, history_record(op, result))
             hostops.clear_pending(conn, op.layout)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -312,9 +314,13 @@ class FakeGuard:
 
             raise GuardianTookOver("h1: took over")
 
-    def record(self, line: dict[str, Any]) -> None:
-        self.calls.append("guard_record")
-        self.records.append(line)
+    conn = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[Callable[[], None]]:
+        self.calls.append("hold")
+        yield lambda: None
+        self.calls.append("unhold")
 
     def wait_outcome(self, timeout: float) -> str | None:
         self.calls.append("wait_outcome")
@@ -357,8 +363,8 @@ def test_with_a_guardian_changes_are_fenced_phased_and_recorded_in_one_step(monk
     assert seen == ["fenced"]  # the switch ran through the fence
     pull = steps.calls.index("pull")
     assert steps.calls[pull + 1 : pull + 4] == ["arm_switch", "phase changing", "drain"]
-    assert steps.calls[-2:] == ["phase confirmed", "guard_record"]
-    assert steps.records == [] and guard.records[-1].result == "succeeded"
+    assert steps.calls[-4:] == ["phase confirmed", "hold", "clear_pending", "unhold"]
+    assert steps.records[-1].result == "succeeded"
 
 
 def test_when_the_guardian_took_over_we_neither_restore_nor_record(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -368,7 +374,7 @@ def test_when_the_guardian_took_over_we_neither_restore_nor_record(monkeypatch: 
     guard = FakeGuard(steps.calls)
     result = engine.run_host(guarded(monkeypatch, steps, guard), FakeConn("h1"), TARGET)
     assert result.result == "abandoned"
-    assert "restore" not in steps.calls and "guard_record" not in steps.calls and steps.records == []
+    assert "restore" not in steps.calls and "hold" not in steps.calls and steps.records == []
     assert steps.calls[-1] == "wait_outcome"
     assert any("put back the recorded image" in n for n in result.notes)
     assert result.image_id == OLD.image_id
@@ -389,7 +395,7 @@ def test_a_lost_link_is_reconnected_and_we_roll_back_ourselves(monkeypatch: pyte
     guard = FakeGuard(steps.calls)
     result = engine.run_host(guarded(monkeypatch, steps, guard), conn, TARGET)
     assert result.result == "rolled back"
-    assert steps.calls[-4:] == ["reconnect", "renew", "restore", "guard_record"]
+    assert steps.calls[-6:] == ["reconnect", "renew", "restore", "hold", "clear_pending", "unhold"]
 
 
 def test_a_lost_link_after_the_guardian_fired_reports_what_the_host_did(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -407,7 +413,7 @@ def test_a_lost_link_after_the_guardian_fired_reports_what_the_host_did(monkeypa
     result = engine.run_host(guarded(monkeypatch, steps, guard), conn, TARGET)
     assert result.result == "abandoned"
     assert steps.calls[-3:] == ["reconnect", "renew", "wait_outcome"]
-    assert "restore" not in steps.calls and steps.records == [] and guard.records == []
+    assert "restore" not in steps.calls and steps.records == [] and "hold" not in steps.calls
 
 
 def test_a_host_we_cannot_reach_again_is_unconfirmed_and_left_to_heal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -427,7 +433,7 @@ def test_a_host_we_cannot_reach_again_is_unconfirmed_and_left_to_heal(monkeypatc
     op.clock = Clock(sleep=lambda s: now.__setitem__(0, now[0] + s), now=lambda: now[0])
     result = engine.run_host(op, conn, TARGET)
     assert result.result == "unconfirmed"
-    assert "restore" not in steps.calls and "guard_record" not in steps.calls
+    assert "restore" not in steps.calls and "hold" not in steps.calls
     assert any("puts back old by itself" in n for n in result.notes), result.notes
     assert steps.calls.count("reconnect") > 3
 

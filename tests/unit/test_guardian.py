@@ -253,20 +253,32 @@ def test_after_the_drivers_own_record_only_the_lock_is_freed(host: dict[str, str
     lay = layout(host)
     take_lock(lay)
     g = arm(host, 3, plan(host), "changing")
-    proc = sh(host, guardian.record(g, lay), json.dumps({"result": "succeeded"}).encode() + b"\n")
-    assert proc.returncode == 0
+    assert sh(host, guardian.hold(g)).returncode == 0
+    assert Path(g, "held").exists() and not Path(g, "armed").exists()
+    Path(lay.history_file).write_text(json.dumps({"result": "succeeded"}) + "\n")  # the driver's own record
+    assert sh(host, guardian.unhold(g, True)).returncode == 0
     assert Path(g, "phase").read_text().strip() == "recorded" and Path(g, "armed").exists()
     assert wait_result(g) == "recorded"
     assert [r["result"] for r in history(lay)] == ["succeeded"]
     assert " up " not in calls(host) and not Path(lay.lock_dir).exists()
 
 
-def test_a_record_cut_short_is_not_written(host: dict[str, str]) -> None:
+def test_a_hold_never_given_back_counts_as_a_dead_driver(host: dict[str, str]) -> None:
     lay = layout(host)
     take_lock(lay)
-    g = arm(host, 30, plan(host))
-    assert sh(host, guardian.record(g, lay), b'{"result": "succ').returncode == 1
-    assert history(lay) == [] and Path(g, "armed").exists()
+    g = arm(host, 1, plan(host), "confirmed")
+    Path(host["FAKE"], "image").write_text("NEW\n")
+    assert sh(host, guardian.hold(g)).returncode == 0
+    assert wait_result(g) == "kept"  # after the 15 s allowed for a hold
+    assert not Path(lay.lock_dir).exists()
+
+
+def test_disarm_after_the_driver_freed_the_lock(host: dict[str, str]) -> None:
+    g = arm(host, 30, None)
+    assert sh(host, guardian.disarm(g)).returncode == 0
+    assert Path(g, "done").exists()
+    assert eventually(lambda: "disarmed" in Path(g, "log").read_text())
+    assert sh(host, guardian.disarm(g)).returncode == guardian.TOOK_OVER  # once only
 
 
 def test_unhealthy_restore_is_recorded_as_failed_and_keeps_pending(host: dict[str, str]) -> None:
@@ -330,7 +342,7 @@ def test_values_reach_the_scripts_only_as_parameters() -> None:
     argv = guardian.launch(lay, LOCK_ID, p)
     assert argv[:2] == ["sh", "-c"] and argv[2] == guardian.LAUNCH_SCRIPT and argv[5] == guardian.GUARDIAN_SCRIPT
     assert shlex.split(shlex.join(argv)) == argv
-    for script in (guardian.GUARDIAN_SCRIPT, guardian.LAUNCH_SCRIPT, guardian.RECORD_SCRIPT, guardian.FINISH_SCRIPT):
+    for script in (guardian.GUARDIAN_SCRIPT, guardian.LAUNCH_SCRIPT, guardian.FINISH_SCRIPT):
         assert "reboot" not in script and "{" + "lock_id}" not in script
     with pytest.raises(ValueError):
         guardian.guardian_dir(lay, "../x")
