@@ -349,17 +349,23 @@ def restore_targeted(remote: Remote, worker: TargetedWorker) -> None:
 
 
 def recover_backups(remote: Remote, snapshot: Snapshot) -> list[str]:
-    """Put back the targeted workers a stopped run left as NAME.ghdeploy-backup; return notes.
+    """Settle the targeted-worker backups (NAME.ghdeploy-backup) a stopped run left; return notes.
 
-    The backup is the container as it was before that run, with its exact configuration; the
-    container under NAME (if any) is the stopped run's replacement. The backup is started if
-    that replacement was running; one with no replacement is left stopped (whether it ran is
-    not known).
+    A replacement that runs the image the app runs now finished its switch: its backup is stale
+    and is removed. Otherwise the backup (the container as it was, exact configuration) is put
+    back, started if the replacement was running; one with no replacement is left stopped
+    (whether it ran is not known).
     """
-    running = {t.spec.name: t.running for t in snapshot.targeted}
+    app = snapshot.app_image.image_id if snapshot.app_image else None
+    current = {t.spec.name: t for t in snapshot.targeted}
     notes = []
     for name in snapshot.backups:
-        start = running.get(name, False)
+        replacement = current.get(name)
+        if replacement is not None and replacement.running and app and replacement.image.image_id == app:
+            drop_backup(remote, name)
+            notes.append(f"{name}: removed the backup a stopped run left (its replacement runs the app's image)")
+            continue
+        start = bool(replacement and replacement.running)
         require_ok(
             remote.run(rc.restore_container(name, start), timeout=120), f"putting back {name}", remote.host.label
         )

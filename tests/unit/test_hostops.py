@@ -656,3 +656,16 @@ def test_multiline_values_under_ordinary_names_are_carried() -> None:
     container = targeted_inspect(Config__Env=['GOOGLE_CREDENTIALS={\n "k": 1\n}', "SSL_KEY=a\nb", "DOCKER_X=a\nb"])
     problems = container_spec(container, image_inspect()).problems
     assert problems == ["gh-worker-7: Config.Env DOCKER_X: a multi-line value under a name the docker CLI itself reads"]
+
+
+def test_a_backup_whose_replacement_runs_the_apps_image_is_dropped() -> None:
+    backup = targeted_inspect(
+        Id="9" * 64, Name="/gh-worker-7.ghdeploy-backup", State={"Status": "exited", "Running": False}
+    )
+    api = service_inspect(API_ID, "api", OLD_ID, f"{REPO}:v1")
+    answers = _host_answers([api, targeted_inspect(), backup])
+    remote = FakeRemote(answers)
+    snapshot = read_snapshot(remote, LAYOUT)
+    answers[rc.render(rc.drop_backup("gh-worker-7"))] = ""
+    notes = hostops.recover_backups(remote, snapshot)
+    assert remote.commands()[-1] == rc.render(rc.drop_backup("gh-worker-7")) and "removed" in notes[0]
