@@ -88,6 +88,8 @@ class HostAgent:
             "AWS_EC2_METADATA_DISABLED": "true",
             "SSL_CERT_FILE": testbed_env["SSL_CERT_FILE"],
             "DOCKER_HOST": f"unix:///run/ghtb/{name}/docker.sock",
+            # The testbed's registry is a stand-in, not the ECR endpoint the token names.
+            "ECR_REGISTRY_OVERRIDE": testbed_env.get("ECR_REGISTRY_OVERRIDE", "1"),
         }
 
     def argv(self, *args: str) -> list[str]:
