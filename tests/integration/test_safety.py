@@ -597,6 +597,8 @@ STATUS_HOST_KEYS = {
     "lock",
     "agent",
     "disk",
+    "problem",
+    "hint",
 }
 BUILD_KEYS = {"tag", "image", "image_id", "commit_sha", "build_time", "refs", "dirty", "seconds"}
 PUSH_KEYS = {"tag", "image", "digest", "refs", "seconds"}
