@@ -110,7 +110,7 @@ def test_refusals_before_anything_changes(h1, app_repo: Path, tmp_path: Path) ->
     before = containers("h1")
 
     missing = h1("deploy", "--deploy-only", "--tag", "no-such-tag-123")
-    assert missing.returncode == 2 and "not in" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "no such tag" in missing.stderr and "Traceback" not in missing.stderr
 
     empty_known = tmp_path / "known_hosts"
     empty_known.write_text("")
@@ -240,7 +240,7 @@ def test_rollback_to_a_named_tag(h1, app_repo: Path) -> None:
     commit(app_repo, "new release")
     assert h1("deploy").returncode == 0
     missing = h1("rollback", "--to", "no-such-tag-9")
-    assert missing.returncode == 2 and "not in" in missing.stderr
+    assert missing.returncode == 2 and "no such tag" in missing.stderr
     doc = h1.json("rollback", "--to", old_tag)
     assert doc["deploy"]["hosts"][0]["result"] == "succeeded"
     assert version("h1")["commit_sha"] == old

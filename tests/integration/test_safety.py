@@ -662,7 +662,7 @@ def test_every_json_document_has_its_documented_keys(h1: Cli, app_repo: Path) ->
     error_keys = {"message", "hint", "exit_code", "type"}
     missing = one_document(h1("--json", "deploy", "--deploy-only", "--tag", "no-such-tag-x1"), "error", code=2)
     assert set(missing) == COMMON | {"error"} and set(missing["error"]) == error_keys
-    assert missing["error"]["exit_code"] == 2 and "not in" in missing["error"]["message"]
+    assert missing["error"]["exit_code"] == 2 and "no such tag" in missing["error"]["message"]
     usage = one_document(h1("--json", "deploy", "--batch", "0"), "error", code=2)
     assert set(usage["error"]) == error_keys and "batch" in usage["error"]["message"]
     unreachable = one_document(h1("--json", "status", extra_env={"EC2_HOST": "root@10.77.250.2"}), "status", code=1)
