@@ -62,7 +62,9 @@ INTERRUPTED_WHY = "the receiver running this deploy stopped before it ended; its
 class RecordReporter:
     """A Reporter that logs each step and keeps every host's current step in the record (for --wait)."""
 
-    def __init__(self, store: QueueStore, deploy_id: int, min_interval: float = 0.25) -> None:
+    # Every step is saved: a throttle would drop the last step before a long wait (the drain),
+    # and --wait would show a stale one for as long as that wait lasts.
+    def __init__(self, store: QueueStore, deploy_id: int, min_interval: float = 0.0) -> None:
         self.store = store
         self.deploy_id = deploy_id
         self.min_interval = min_interval
