@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -262,3 +265,129 @@ def test_agent_and_laptop_share_the_host_lock(
     doc = json.loads(out)
     assert (doc["action"], doc["digest"]) == ("deployed", pushed["digest"])
     assert lock_holder("h1") is None
+
+
+def test_long_running_agent_follows_pushes_and_stops_cleanly_on_sigterm(
+    h1: Cli, app_repo: Path, testbed_env: dict[str, str], tmp_path: Path
+) -> None:
+    new_commit(app_repo, "loop base")
+    assert h1("deploy").returncode == 0
+    agent = HostAgent("h1", testbed_env, tmp_path, DRAIN_TIMEOUT="10")
+    proc = agent.start("--json", "agent", "--interval", "5")
+    events: list[dict] = []
+    log: list[str] = []  # the agent's progress on stderr, read as it comes (a full pipe would block it)
+    reader = threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+
+    def next_event(timeout: float = 120) -> dict:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"agent exited: {proc.wait(timeout)} {''.join(log)}"
+        events.append(json.loads(line))
+        return events[-1]
+
+    def next_change(timeout: float = 120) -> dict:
+        """The next event that is not a poll with nothing to do ('already running' after a deploy)."""
+        while True:
+            event = next_event(timeout)
+            if not (event["event"] == "poll" and event["action"] == "none"):
+                return event
+
+    try:
+        assert next_event()["event"] == "started"
+        first = next_event()
+        assert (first["event"], first["action"]) == ("poll", "none")
+        status = h1.json("status")["hosts"][0]["agent"]
+        assert status["running"] is True and status["tag"] == "latest"
+
+        # A push is picked up by the next poll (within the interval) and deployed.
+        good = new_commit(app_repo, "loop good")
+        digest = push_latest(h1)
+        pushed = time.monotonic()
+        event = next_change()
+        assert (event["action"], event["digest"]) == ("deployed", digest)
+        assert commit_of("h1") == good
+        # A figure for the record, not an assertion (the machine is shared).
+        print(f"\nagent --interval 5: push ended -> host healthy on the new image: {time.monotonic() - pushed:.1f}s")
+
+        # SIGTERM while the agent drains a busy worker: it stops at a safe point, host healthy.
+        new_commit(app_repo, "loop interrupted")
+        busy("h1", 30)
+        seen = len(log)  # the first deploy drained too: look only at what comes now
+        push_latest(h1)
+        wait_until(lambda: any("draining" in line for line in log[seen:]), 60, "the agent draining the busy worker")
+        proc.send_signal(signal.SIGTERM)
+        event = next_change()
+        assert event["event"] == "poll" and event["action"] in ("rolled back", "deployed")
+        assert next_event()["event"] == "stopped"
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    if event["action"] == "rolled back":
+        assert commit_of("h1") == good and "interrupted" in event["reason"]
+    assert host_http("h1", "/health")
+    assert lock_holder("h1") is None
+    assert not (Path(STATE.format(name="h1")) / "pending.json").exists()
+    assert h1.json("status")["hosts"][0]["agent"]["state"] == "stopped"
+
+
+# --- fleet --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fleet(cli_factory: Callable[..., Cli], clean_hosts: Callable[..., None]) -> Cli:
+    clean_hosts("h2", "h3")
+    return cli_factory(EC2_HOST=f"{H2},{H3}", HEALTH_TIMEOUT="8")
+
+
+def when(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_fleet_table_one_host_at_a_time_and_a_bad_digest_stops_everywhere(
+    fleet: Cli, app_repo: Path, testbed_env: dict[str, str], tmp_path: Path
+) -> None:
+    new_commit(app_repo, "fleet base")
+    assert fleet("deploy").returncode == 0
+    table = f"ghdeploy-fleet-{uuid.uuid4().hex[:8]}"
+    h2 = HostAgent("h2", testbed_env, tmp_path, AGENT_FLEET_TABLE=table)
+    h3 = HostAgent("h3", testbed_env, tmp_path, AGENT_FLEET_TABLE=table)
+    made = h2("--json", "agent", "init-table")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["created"] is True
+    assert json.loads(h3("--json", "agent", "init-table").stdout)["created"] is False
+
+    # A broken :latest, seen by both at once: one host tries it and rolls back, the other never does.
+    before = {h: last_record(fleet, h) for h in (H2, H3)}
+    make_broken(app_repo)
+    broken = push_latest(fleet)
+    runs = {name: agent.start("--json", "agent", "--once") for name, agent in (("h2", h2), ("h3", h3))}
+    docs = {}
+    for name, run in runs.items():
+        out, err = run.communicate(timeout=300)
+        docs[name] = (run.returncode, json.loads(out), err)
+    actions = sorted((code, doc["action"]) for code, doc, _ in docs.values())
+    assert actions == [(0, "skipped"), (1, "rolled back")], docs
+    skipper = next(name for name, (code, _, _) in docs.items() if code == 0)
+    assert "fleet table" in docs[skipper][1]["reason"] and docs[skipper][1]["digest"] == broken
+    skipper_host = H2 if skipper == "h2" else H3
+    assert last_record(fleet, skipper_host) == before[skipper_host]  # it never tried
+
+    # A good :latest: both deploy it, one after the other (their switches never overlap).
+    fix_broken(app_repo)
+    good = push_latest(fleet)
+    runs = {name: agent.start("--json", "agent", "--once") for name, agent in (("h2", h2), ("h3", h3))}
+    for run in runs.values():
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        assert json.loads(out)["action"] == "deployed", out
+    records = sorted((last_record(fleet, h) for h in (H2, H3)), key=lambda r: r["started"])
+    assert all(r["to"]["digest"] == good and r["result"] == "succeeded" for r in records)
+    first, second = records
+    assert when(first["finished"]) <= when(second["started"]), records
+    print(
+        f"\nfleet switch timeline: {first['operator']} {first['started']} -> {first['finished']}; "
+        f"{second['operator']} {second['started']} -> {second['finished']}"
+    )
