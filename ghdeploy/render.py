@@ -113,8 +113,9 @@ def out() -> Console:
 
 def table(title: str | None, columns: list[str]) -> Table:
     t = Table(title=title, title_justify="left", show_lines=False, pad_edge=False)
-    for c in columns:
-        t.add_column(c, overflow="fold")
+    for i, c in enumerate(columns):
+        # The first column names the host: never folded, so it can be read and grepped whole.
+        t.add_column(c, overflow="fold", no_wrap=i == 0)
     return t
 
 

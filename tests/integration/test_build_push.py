@@ -127,5 +127,5 @@ def test_push_errors_are_one_line_with_a_hint(cli_factory, app_repo: Path) -> No
             "AWS_EC2_METADATA_DISABLED": "true",
         },
     )
-    assert no_creds.returncode == 1
+    assert no_creds.returncode == 2  # a preflight failure: nothing was touched
     assert "no AWS credentials" in no_creds.stderr and "Traceback" not in no_creds.stderr
