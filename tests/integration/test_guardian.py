@@ -137,10 +137,12 @@ def report(what: str, took: float, ns: str, image: str, images: dict[str, str]) 
 def no_guardian_left(ns: str) -> bool:
     for pid_file in opt(ns).glob("guardian/*/pid"):
         pid = pid_file.read_text().strip()
-        if pid.isdigit() and Path(f"/proc/{pid}").exists():
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"ghdeploy-guardian" in cmd:
-                return False
+        try:  # the process may end between the listing and the read
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes() if pid.isdigit() else b""
+        except FileNotFoundError:
+            continue
+        if b"ghdeploy-guardian" in cmd:
+            return False
     return True
 
 

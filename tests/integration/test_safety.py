@@ -646,7 +646,7 @@ def test_every_json_document_has_its_documented_keys(h1: Cli, app_repo: Path) ->
     status = one_document(h1("--json", "status"), "status")
     assert set(status) == COMMON | {"hosts"} and set(status["hosts"][0]) == STATUS_HOST_KEYS
     verify = one_document(h1("--json", "verify", "--expect", sha), "verify")
-    assert set(verify) == COMMON | {"hosts"}
+    assert set(verify) == COMMON | {"hosts", "expected", "expected_from", "note"}
     assert set(verify["hosts"][0]) == {"host", "ok", "expected", "running", "image_tag", "build_time", "error"}
     history = one_document(h1("--json", "history", "-n", "1"), "history")
     assert set(history) == COMMON | {"hosts"} and set(history["hosts"][0]) == {"host", "records", "error"}
