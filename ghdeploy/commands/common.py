@@ -67,10 +67,14 @@ def per_host(
     reporter: Reporter,
     fn: Callable[[Connection], T],
     on_error: Callable[[str, GhdeployError], T],
+    *,
+    read_only: bool = True,
 ) -> list[T]:
     """The body of every read-only command: connect to all hosts at once, `fn` on each, in order.
 
     A host that cannot be reached gets `on_error(label, error)` in its place instead of failing the rest.
+    When the link drops during a read-only pass, what was read is partial: the host is read once
+    more on a fresh connection (reading twice changes nothing; `read_only=False` opts out).
     """
     hosts = resolve_hosts(config, opts, reporter)
     conns, errors = connect_all(hosts, ssh_settings(config, opts.accept_new_host_key), reporter)
@@ -79,8 +83,16 @@ def per_host(
         def one(host: Host) -> T:
             if host.label in errors:
                 return on_error(host.label, errors[host.label])
+            conn = conns[host.label]
             reporter.step(host.label, "reading")
-            value = fn(conns[host.label])
+            value = fn(conn)
+            if read_only and not conn.alive():
+                reporter.step(host.label, "connection lost while reading; reconnecting")
+                try:
+                    conn.reconnect()
+                except GhdeployError as exc:
+                    return on_error(host.label, exc)
+                value = fn(conn)
             reporter.step(host.label, "done")
             return value
 

@@ -50,4 +50,6 @@ def lock_release(config: Config, opts: HostOptions, reporter: Reporter) -> list[
             released = locks.release(conn, layout, holder.get("id") or holder.get("since") or None)
         return HostLock(host=conn.host.label, holder=holder, released=released)
 
-    return per_host(config, opts, reporter, release, lambda label, exc: HostLock(host=label, error=str(exc)))
+    return per_host(
+        config, opts, reporter, release, lambda label, exc: HostLock(host=label, error=str(exc)), read_only=False
+    )

@@ -649,7 +649,7 @@ def test_every_json_document_has_its_documented_keys(h1: Cli, app_repo: Path) ->
     assert set(verify) == COMMON | {"hosts", "expected", "expected_from", "note"}
     assert set(verify["hosts"][0]) == {"host", "ok", "expected", "running", "image_tag", "build_time", "error"}
     history = one_document(h1("--json", "history", "-n", "1"), "history")
-    assert set(history) == COMMON | {"hosts"} and set(history["hosts"][0]) == {"host", "records", "error"}
+    assert set(history) == COMMON | {"hosts"} and set(history["hosts"][0]) == {"host", "records", "error", "warnings"}
     for command in (["lock", "status"], ["lock", "release", "--yes"]):
         doc = one_document(h1("--json", *command), " ".join(command[:2]))
         assert set(doc) == COMMON | {"hosts"}

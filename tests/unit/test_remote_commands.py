@@ -693,7 +693,7 @@ def test_lock_release_removes_only_the_lock_it_showed(
     assert locks.acquire(remote, layout, {"id": "bbbbbbbbbbbbbbbb", "operator": "bob", "since": rc.HOST_NOW}) is None
     monkeypatch.setattr(lock_command, "layout_of", lambda config: layout)
     monkeypatch.setattr(lock_command.locks, "read", lambda conn, lay: shown)
-    monkeypatch.setattr(lock_command, "per_host", lambda config, opts, reporter, fn, on_error: [fn(remote)])
+    monkeypatch.setattr(lock_command, "per_host", lambda config, opts, reporter, fn, on_error, **_: [fn(remote)])
     (row,) = lock_command.lock_release(None, None, None)  # type: ignore[arg-type]
     assert row.released is False
     assert json.loads(host.run(rc.read_lock(layout)).stdout)["operator"] == "bob"
