@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ghdeploy.config import Config
 from ghdeploy.engine.connect import HostOptions, close_all, connect_all, layout_of, parallel, ssh_settings
-from ghdeploy.errors import ConfigError, GhdeployError
+from ghdeploy.errors import ConfigError, GhdeployError, SSHError
 from ghdeploy.hosts import Host, discover_asg, narrow
 from ghdeploy.progress import Reporter
 
@@ -85,14 +85,21 @@ def per_host(
                 return on_error(host.label, errors[host.label])
             conn = conns[host.label]
             reporter.step(host.label, "reading")
-            value = fn(conn)
-            if read_only and not conn.alive():
+            for attempt in (1, 2):
+                try:
+                    value = fn(conn)
+                except (EOFError, OSError) as exc:
+                    # paramiko's own errors for a dropped link (click would turn EOFError into "aborted").
+                    if not read_only or attempt == 2:
+                        return on_error(host.label, SSHError(host.label, f"SSH connection lost while reading: {exc}"))
+                else:
+                    if not read_only or conn.alive() or attempt == 2:
+                        break
                 reporter.step(host.label, "connection lost while reading; reconnecting")
                 try:
                     conn.reconnect()
                 except GhdeployError as exc:
                     return on_error(host.label, exc)
-                value = fn(conn)
             reporter.step(host.label, "done")
             return value
 
