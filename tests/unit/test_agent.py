@@ -25,6 +25,7 @@ from ghdeploy.errors import ConfigError, GhdeployError, RemoteCommandError
 from ghdeploy.hostops import ImageRecord, ServiceState, Snapshot
 from ghdeploy.progress import RecordingReporter
 from ghdeploy.registry import RegistryAuth
+from ghdeploy.results import Result
 from ghdeploy.transports.local import LocalConnection
 
 REGISTRY = "10.88.0.1:5131"
@@ -175,9 +176,9 @@ class FakeHost:
         result = HostResult(host=conn.host.label, target=target, from_image=snapshot_running(self.running).app_image)
         if self.healthy:
             self.running = target.digest
-            result.result = "succeeded"
+            result.result = Result.SUCCEEDED
         else:
-            result.result, result.error = "rolled back", "/health did not answer 200 within 6s"
+            result.result, result.error = Result.ROLLED_BACK, "/health did not answer 200 within 6s"
         hostops.append_record(
             conn,
             op.layout,
@@ -247,10 +248,13 @@ def test_agent_leaves_a_locked_host_alone_with_exit_3(tmp_path: Path, host: Fake
     assert (outcome.action, outcome.exit_code) == ("skipped", 3)
     assert "alice@laptop" in outcome.reason
     assert host.deploys == []
-    assert locks.read(agent.conn, agent.layout)["operator"] == "alice@laptop"  # still theirs
+    held = locks.read(agent.conn, agent.layout)
+    assert held is not None and held["operator"] == "alice@laptop"  # still theirs
 
 
-def test_agent_reports_a_registry_failure_and_logs_in_again(tmp_path: Path, host: FakeHost, monkeypatch) -> None:
+def test_agent_reports_a_registry_failure_and_logs_in_again(
+    tmp_path: Path, host: FakeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent = make_agent(tmp_path)
 
     def refuse(auth: RegistryAuth, repo: str, tag: str) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ghdeploy.cli import _click_command, hoist_global_flags, value_options
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_global_flags_after_the_command_move_to_the_front() -> None:
@@ -33,11 +36,16 @@ def test_nothing_moves_past_a_double_dash() -> None:
     assert hoist_global_flags(["status", "--", "--json"]) == ["status", "--", "--json"]
 
 
-def test_json_after_the_command_gives_one_document(tmp_path) -> None:
+def test_json_after_the_command_gives_one_document(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ghdeploy", "hosts", "--json"],
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "EC2_HOST": "ec2-user@10.0.0.5,ec2-user@10.0.0.6"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "PYTHONPATH": str(REPO_ROOT),  # this checkout, not whatever is installed
+            "EC2_HOST": "ec2-user@10.0.0.5,ec2-user@10.0.0.6",
+        },
         capture_output=True,
         text=True,
         check=False,
@@ -47,12 +55,13 @@ def test_json_after_the_command_gives_one_document(tmp_path) -> None:
     assert doc["version"] == 1 and [h["host"] for h in doc["hosts"]] == ["ec2-user@10.0.0.5", "ec2-user@10.0.0.6"]
 
 
-def test_deploy_only_outside_a_checkout_asks_for_a_tag(tmp_path) -> None:
+def test_deploy_only_outside_a_checkout_asks_for_a_tag(tmp_path: Path) -> None:
     key = tmp_path / "key.pem"
     key.write_text("not used: the command stops before any connection\n")
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
+        "PYTHONPATH": str(REPO_ROOT),
         "ECR_REGISTRY": "123456789012.dkr.ecr.us-east-1.amazonaws.com",
         "AWS_REGION": "us-east-1",
         "EC2_HOST": "ec2-user@10.0.0.5",

@@ -17,6 +17,10 @@ from ghdeploy.errors import OperationFailed
 from ghdeploy.hostops import ImageRecord, ServiceState, Snapshot
 from ghdeploy.hosts import Host
 from ghdeploy.progress import RecordingReporter
+from ghdeploy.records import HistoryRecord, PendingRecord
+from ghdeploy.results import Action, Result
+from ghdeploy.transports.base import CommandResult, Remote
+from ghdeploy.transports.http11 import Client
 from ghdeploy.waiting import Cancelled, Clock
 
 LAYOUT = rc.RemoteLayout(app_dir="/opt/ghosthands", compose_file="/opt/ghosthands/docker-compose.prod.yml")
@@ -25,8 +29,18 @@ TARGET = engine.Target(ref="reg/gh:new", label="gh:new", digest="sha256:" + "2" 
 
 
 class FakeConn:
+    """A Remote whose commands are never run: every host-touching step is replaced (Steps)."""
+
     def __init__(self, label: str) -> None:
         self.host = Host(hostname=label)
+
+    def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+        raise AssertionError(f"a faked step let a command through: {argv}")
+
+    check = run
+
+    def http_client(self, timeout: float = 5.0) -> Client:
+        raise AssertionError("a faked step let an HTTP request through")
 
 
 class Steps:
@@ -34,7 +48,7 @@ class Steps:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: dict[str, BaseException] | None = None) -> None:
         self.calls: list[str] = []
-        self.records: list[dict[str, Any]] = []
+        self.records: list[HistoryRecord] = []
         self.fail = fail or {}
         self.unfinished: dict[str, Any] | None = None
         snapshot = Snapshot(services={"api": ServiceState("api", "c1", "running", "healthy", OLD)})
@@ -52,7 +66,12 @@ class Steps:
         monkeypatch.setattr(hostops, "write_pending", step("pending"))
         monkeypatch.setattr(hostops, "read_pending", step("read_pending", self.unfinished))
         monkeypatch.setattr(hostops, "clear_pending", step("clear_pending"))
-        monkeypatch.setattr(hostops, "append_record", lambda conn, layout, record: self.records.append(record))
+
+        def append_record(conn: Remote, layout: rc.RemoteLayout, record: HistoryRecord | dict[str, Any]) -> None:
+            assert isinstance(record, HistoryRecord)  # the engine writes typed records
+            self.records.append(record)
+
+        monkeypatch.setattr(hostops, "append_record", append_record)
         monkeypatch.setattr(engine, "ensure_image", step("pull", "sha256:" + "b" * 64))
         monkeypatch.setattr(engine, "drain_all", step("drain", []))
         monkeypatch.setattr(engine, "switch_to", step("switch"))
@@ -157,15 +176,15 @@ def test_rolling_stops_at_the_first_failure(monkeypatch: pytest.MonkeyPatch) -> 
     ran: list[str] = []
 
     def fake_run_host(
-        op: engine.Operation, conn: Any, target: engine.Target, action: str = "deploy"
+        op: engine.Operation, conn: Any, target: engine.Target, action: Action | str = Action.DEPLOY
     ) -> engine.HostResult:
         ran.append(conn.host.hostname)
-        result = "rolled back" if conn.host.hostname == "h2" else "succeeded"
-        return engine.HostResult(host=conn.host.hostname, action=action, result=result, target=target)
+        result = Result.ROLLED_BACK if conn.host.hostname == "h2" else Result.SUCCEEDED
+        return engine.HostResult(host=conn.host.hostname, action=Action(action), result=result, target=target)
 
     monkeypatch.setattr(engine_fleet, "run_host", fake_run_host)
     conns = {name: FakeConn(name) for name in ("h1", "h2", "h3", "h4")}
-    fleet = engine_fleet.rolling(operation(), conns, list(conns), lambda label: TARGET, 1, "deploy")  # type: ignore[arg-type]
+    fleet = engine_fleet.rolling(operation(), conns, list(conns), lambda label: TARGET, 1, "deploy")
     assert ran == ["h1", "h2"]
     assert [h.result for h in fleet.hosts] == ["succeeded", "rolled back", "untouched", "untouched"]
     assert fleet.counts() == {
@@ -187,16 +206,16 @@ def test_rolling_in_batches_and_interruption(monkeypatch: pytest.MonkeyPatch) ->
     ran: list[str] = []
 
     def fake_run_host(
-        op: engine.Operation, conn: Any, target: engine.Target, action: str = "deploy"
+        op: engine.Operation, conn: Any, target: engine.Target, action: Action | str = Action.DEPLOY
     ) -> engine.HostResult:
         ran.append(conn.host.hostname)
         if conn.host.hostname == "h2":
             cancel.set()
-        return engine.HostResult(host=conn.host.hostname, action=action, result="succeeded", target=target)
+        return engine.HostResult(host=conn.host.hostname, action=Action(action), result=Result.SUCCEEDED, target=target)
 
     monkeypatch.setattr(engine_fleet, "run_host", fake_run_host)
     conns = {name: FakeConn(name) for name in ("h1", "h2", "h3", "h4")}
-    fleet = engine_fleet.rolling(operation(cancel), conns, list(conns), lambda label: TARGET, 2, "deploy")  # type: ignore[arg-type]
+    fleet = engine_fleet.rolling(operation(cancel), conns, list(conns), lambda label: TARGET, 2, "deploy")
     assert sorted(ran) == ["h1", "h2"]
     assert fleet.interrupted and int(fleet.exit_code) == 130
     assert [h.result for h in fleet.hosts] == ["succeeded", "succeeded", "untouched", "untouched"]
@@ -442,12 +461,25 @@ def test_the_known_good_chain_survives_a_second_killed_deploy(monkeypatch: pytes
     Steps(monkeypatch, fail={"health": OperationFailed("h1: /health did not answer 200 within 5s")})
     good = {"image_id": "sha256:" + "9" * 64, "ref": "reg/gh:good"}
     monkeypatch.setattr(hostops, "read_pending", lambda conn, layout: {"time": "t", "known_good": good, "from": {}})
-    written: list[dict[str, Any]] = []
-    monkeypatch.setattr(hostops, "write_pending", lambda conn, layout, record: written.append(record))
-    restored: list[Any] = []
-    monkeypatch.setattr(engine, "restore", lambda op, conn, snapshot, point=None: restored.append(point) or "x")
+    written: list[PendingRecord] = []
+
+    def write_pending(conn: Remote, layout: rc.RemoteLayout, record: PendingRecord | dict[str, Any]) -> None:
+        assert isinstance(record, PendingRecord)
+        written.append(record)
+
+    monkeypatch.setattr(hostops, "write_pending", write_pending)
+    restored: list[ImageRecord | None] = []
+
+    def restore(op: engine.Operation, conn: Remote, snapshot: Snapshot, point: ImageRecord | None = None) -> str:
+        restored.append(point)
+        return "x"
+
+    monkeypatch.setattr(engine, "restore", restore)
     result = engine.run_host(operation(), FakeConn("h1"), TARGET)
     assert result.result == "rolled back"
     assert result.from_image == OLD  # what ran, as it was
     assert written[0].extra["known_good"]["image_id"] == good["image_id"]  # carried on, for a third run
-    assert restored[0].image_id == good["image_id"]  # the failed deploy goes back to the known-good image
+    point = restored[0]
+    assert (
+        point is not None and point.image_id == good["image_id"]
+    )  # the failed deploy goes back to the known-good image

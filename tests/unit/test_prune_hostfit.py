@@ -65,6 +65,7 @@ def test_inventory_is_parsed_from_one_call() -> None:
 def test_prune_host_removes_one_image_per_call_and_reports_refusals() -> None:
     from ghdeploy.hosts import Host
     from ghdeploy.transports.base import CommandResult
+    from ghdeploy.transports.http11 import Client
 
     inventory = (
         json.dumps([{"Id": iid(n), "RepoTags": [f"{REPO}:v{n}"], "Size": 1} for n in (1, 2, 3)])
@@ -91,6 +92,9 @@ def test_prune_host_removes_one_image_per_call_and_reports_refusals() -> None:
 
         def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
             return self.run(argv)
+
+        def http_client(self, timeout: float = 5.0) -> Client:
+            raise AssertionError("prune needs no HTTP")
 
     layout = rc.RemoteLayout("/opt/ghosthands", "/opt/ghosthands/docker-compose.prod.yml")
     dry = prune.prune_host(Fake(), layout, REPO, 3, dry_run=True)

@@ -24,6 +24,7 @@ from ghdeploy import remote_commands as rc
 from ghdeploy.container_spec import ContainerSpec
 from ghdeploy.hosts import Host
 from ghdeploy.transports.base import CommandResult
+from ghdeploy.transports.http11 import Client
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 DIGEST = "sha256:" + "a" * 64
@@ -498,6 +499,9 @@ class _LoginRemote:
 
     check = run
 
+    def http_client(self, timeout: float = 5.0) -> Client:
+        raise AssertionError("ensure_image needs no HTTP")
+
 
 def test_deploy_login_puts_the_token_on_stdin_not_argv() -> None:
     from ghdeploy.engine.host import Operation, Target, ensure_image
@@ -679,6 +683,9 @@ class _ShRemote:
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
     check = run
+
+    def http_client(self, timeout: float = 5.0) -> Client:
+        raise AssertionError("the lock scripts need no HTTP")
 
 
 def test_lock_release_removes_only_the_lock_it_showed(

@@ -13,7 +13,7 @@ from ghdeploy.commands.lock import HostLock
 from ghdeploy.errors import ConfigError, ExitCode, HostKeyError, OperationFailed
 from ghdeploy.hostops import ImageRecord
 from ghdeploy.images import BuildOutcome, PushOutcome
-from ghdeploy.results import DeployReport, FleetResult, HostResult, Target
+from ghdeploy.results import Action, DeployReport, FleetResult, HostResult, Result, Target
 from ghdeploy.status import HostStatus
 from ghdeploy.version_check import VerifyRow
 
@@ -38,7 +38,7 @@ def _target() -> Target:
 def _host(label: str, result: str, **kw: Any) -> HostResult:
     return HostResult(
         host=label,
-        result=result,
+        result=Result(result),
         from_image=ImageRecord(image_id="sha256:" + "1" * 64, ref=f"{REPO}:v1"),
         target=_target(),
         phases={"pull": 1.23456, "health": 0.4},
@@ -126,7 +126,7 @@ def test_push_result_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_deploy_report_success(capsys: pytest.CaptureFixture[str]) -> None:
-    fleet = FleetResult("deploy", _target(), [_host("ubuntu@a", "succeeded"), _host("ubuntu@b", "succeeded")])
+    fleet = FleetResult(Action.DEPLOY, _target(), [_host("ubuntu@a", "succeeded"), _host("ubuntu@b", "succeeded")])
     report = DeployReport(tag="v2", fleet=fleet, verify=[VerifyRow("ubuntu@a", SHA, running=SHA)])
     assert render.deploy_report(report, True, "deploy") == 0
     doc, _ = _one_json(capsys)
@@ -168,7 +168,7 @@ def test_deploy_report_rolled_back_fails(capsys: pytest.CaptureFixture[str]) -> 
         _host("ubuntu@b", "rolled back", error="health check failed"),
         HostResult(host="ubuntu@c"),
     ]
-    report = DeployReport(tag="v2", fleet=FleetResult("deploy", _target(), hosts))
+    report = DeployReport(tag="v2", fleet=FleetResult(Action.DEPLOY, _target(), hosts))
     assert render.deploy_report(report, True, "deploy") == ExitCode.FAILED
     doc, _ = _one_json(capsys)
     assert (doc["ok"], doc["exit_code"]) == (False, 1)
@@ -178,14 +178,14 @@ def test_deploy_report_rolled_back_fails(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_deploy_report_interrupted_is_130(capsys: pytest.CaptureFixture[str]) -> None:
-    fleet = FleetResult("deploy", _target(), [_host("ubuntu@a", "succeeded")], interrupted=True)
+    fleet = FleetResult(Action.DEPLOY, _target(), [_host("ubuntu@a", "succeeded")], interrupted=True)
     assert render.deploy_report(DeployReport(tag="v2", fleet=fleet), True, "deploy") == ExitCode.INTERRUPTED
     doc, _ = _one_json(capsys)
     assert doc["exit_code"] == 130 and doc["ok"] is False
 
 
 def test_deploy_report_verify_mismatch_fails_a_good_deploy(capsys: pytest.CaptureFixture[str]) -> None:
-    fleet = FleetResult("deploy", _target(), [_host("ubuntu@a", "succeeded")])
+    fleet = FleetResult(Action.DEPLOY, _target(), [_host("ubuntu@a", "succeeded")])
     verify = [VerifyRow("ubuntu@a", SHA, running="f" * 40)]
     assert render.deploy_report(DeployReport(tag="v2", fleet=fleet, verify=verify), True, "deploy") == 1
     doc, _ = _one_json(capsys)
@@ -195,7 +195,7 @@ def test_deploy_report_verify_mismatch_fails_a_good_deploy(capsys: pytest.Captur
 
 
 def test_deploy_report_empty_fleet_is_not_success(capsys: pytest.CaptureFixture[str]) -> None:
-    report = DeployReport(tag="v2", fleet=FleetResult("deploy", _target(), []))
+    report = DeployReport(tag="v2", fleet=FleetResult(Action.DEPLOY, _target(), []))
     assert render.deploy_report(report, True, "deploy") == 1
     capsys.readouterr()
 
@@ -210,7 +210,9 @@ def test_deploy_report_push_only(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_deploy_report_human_output(capsys: pytest.CaptureFixture[str]) -> None:
     hosts = [_host("ubuntu@a", "succeeded"), _host("ubuntu@b", "rolled back", error="health check failed")]
-    code = render.deploy_report(DeployReport(tag="v2", fleet=FleetResult("deploy", _target(), hosts)), False, "deploy")
+    code = render.deploy_report(
+        DeployReport(tag="v2", fleet=FleetResult(Action.DEPLOY, _target(), hosts)), False, "deploy"
+    )
     assert code == 1
     captured = capsys.readouterr()
     out = " ".join(captured.out.split())
@@ -329,7 +331,7 @@ def test_human_output_survives_markup_and_wrong_types_from_hosts(capsys: pytest.
     from ghdeploy import hostdata
     from ghdeploy.hostops import parse_history
 
-    fleet = FleetResult("deploy", _target(), [_host(f"ubuntu@{ODD}", "succeeded", notes=[ODD])])
+    fleet = FleetResult(Action.DEPLOY, _target(), [_host(f"ubuntu@{ODD}", "succeeded", notes=[ODD])])
     report = DeployReport(tag="v2", fleet=fleet, verify=[VerifyRow("ubuntu@a", SHA, running=f"{SHA}{ODD}")])
     assert render.deploy_report(report, False, "deploy") == 0  # printed literally, not a crash
     assert ODD in capsys.readouterr().out.replace("\n", "")

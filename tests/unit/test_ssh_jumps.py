@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -33,16 +32,16 @@ class FakeClient:
 
 
 def test_concurrent_users_share_one_open_and_the_last_release_closes_it() -> None:
-    jumps = SharedJumps()
+    jumps: SharedJumps[FakeClient] = SharedJumps()
     opened: list[FakeClient] = []
 
-    def open_client() -> Any:
+    def open_client() -> FakeClient:
         time.sleep(0.05)  # a slow handshake: the other threads must wait for it, not open their own
         client = FakeClient()
         opened.append(client)
         return client
 
-    got: list[Any] = []
+    got: list[FakeClient] = []
     threads = [threading.Thread(target=lambda: got.append(jumps.acquire("bastion", open_client))) for _ in range(8)]
     for thread in threads:
         thread.start()
@@ -58,14 +57,14 @@ def test_concurrent_users_share_one_open_and_the_last_release_closes_it() -> Non
 
 
 def test_different_keys_get_different_connections() -> None:
-    jumps = SharedJumps()
+    jumps: SharedJumps[FakeClient] = SharedJumps()
     a = jumps.acquire(("settings-1", "bastion"), FakeClient)
     b = jumps.acquire(("settings-2", "bastion"), FakeClient)
     assert a is not b and jumps.open_count() == 2
 
 
 def test_a_dead_connection_is_replaced() -> None:
-    jumps = SharedJumps()
+    jumps: SharedJumps[FakeClient] = SharedJumps()
     first = jumps.acquire("bastion", FakeClient)
     first.get_transport().active = False
     second = jumps.acquire("bastion", FakeClient)
@@ -73,9 +72,9 @@ def test_a_dead_connection_is_replaced() -> None:
 
 
 def test_a_failed_open_is_not_cached_and_gives_its_lease_back() -> None:
-    jumps = SharedJumps()
+    jumps: SharedJumps[FakeClient] = SharedJumps()
 
-    def refuse() -> Any:
+    def refuse() -> FakeClient:
         raise OSError("connection refused")
 
     with pytest.raises(OSError):

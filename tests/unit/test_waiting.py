@@ -1,15 +1,15 @@
-"""ghdeploy.waiting: wait loops on a fake clock, drain and health against httpx.MockTransport."""
+"""ghdeploy.waiting: wait loops on a fake clock, drain and health against an in-process HTTP handler."""
 
 from __future__ import annotations
 
 import itertools
+import json as jsonlib
 import threading
 from collections.abc import Callable
 
-import httpx
 import pytest
 
-from ghdeploy.transports.http11 import ConnectError, HTTPError, ReadError, ReadTimeout
+from ghdeploy.transports.http11 import Client, ConnectError, HTTPError, ReadError, ReadTimeout, Request, Response
 from ghdeploy.waiting import (
     Cancelled,
     Clock,
@@ -108,7 +108,11 @@ def test_intervals_start_short_and_back_off_to_one_second() -> None:
 def test_a_state_change_is_seen_within_a_fraction_of_a_second() -> None:
     for becomes_true_at in (0.01, 0.2, 0.3, 0.7, 1.5):
         fake = FakeClock()
-        assert wait_for(lambda t=becomes_true_at, f=fake: f.elapsed >= t, 60, fake.clock()) is True
+
+        def reached(t: float = becomes_true_at, f: FakeClock = fake) -> bool:
+            return f.elapsed >= t
+
+        assert wait_for(reached, 60, fake.clock()) is True
         assert fake.elapsed - becomes_true_at < 0.5, (becomes_true_at, fake.elapsed)
         if becomes_true_at <= 0.3:
             assert fake.elapsed - becomes_true_at < 0.2, (becomes_true_at, fake.elapsed)
@@ -118,9 +122,14 @@ def test_cancel_already_set_raises_before_checking() -> None:
     fake = FakeClock()
     cancel = threading.Event()
     cancel.set()
-    checked = []
+    checked: list[int] = []
+
+    def check() -> bool:
+        checked.append(1)
+        return False
+
     with pytest.raises(Cancelled):
-        wait_for(lambda: checked.append(1) or False, 60, fake.clock(), cancel)
+        wait_for(check, 60, fake.clock(), cancel)
     assert checked == []
 
 
@@ -172,25 +181,25 @@ class FakeWorker:
             return False
         return self.clock.t - self.drain_posted_at >= self.drains_after
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append((request.method, f"{request.url.host}:{request.url.port}{request.url.path}"))
-        path = request.url.path
+    def handler(self, request: Request) -> Response:
+        self.requests.append((request.method, f"{request.host}:{request.port}{request.path}"))
+        path = request.path
         if request.method == "GET" and path == "/health":
-            return httpx.Response(self.health_status, json={"status": "ok"})
+            return reply(self.health_status, json={"status": "ok"})
         if request.method == "GET" and path == "/worker/health":
             safe = self.safe()
-            return httpx.Response(
+            return reply(
                 200,
                 json={"status": "idle" if safe else "working", "active_jobs": 0 if safe else 1, "deploy_safe": safe},
             )
         if request.method == "POST" and path == "/worker/drain":
             if self.drain_posted_at is None:
                 self.drain_posted_at = self.clock.t
-            return httpx.Response(200, json={"status": "draining"})
-        return httpx.Response(404)
+            return reply(200, json={"status": "draining"})
+        return reply(404)
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(transport=httpx.MockTransport(self.handler))
+    def client(self) -> Client:
+        return Client(handler=self.handler)
 
     @property
     def posts(self) -> list[str]:
@@ -201,11 +210,17 @@ class FakeWorker:
         return sum(1 for method, path in self.requests if method == "GET" and path.endswith("/worker/health"))
 
 
-def _client(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.Client:
-    return httpx.Client(transport=httpx.MockTransport(handler))
+def _client(handler: Callable[[Request], Response]) -> Client:
+    return Client(handler=handler)
 
 
-def _refuse(request: httpx.Request) -> httpx.Response:
+def reply(status: int, *, json: object = None, text: str = "") -> Response:
+    """What the service answers: a JSON body, some text, or nothing."""
+    body = text.encode() if json is None else jsonlib.dumps(json).encode()
+    return Response(status, body)
+
+
+def _refuse(request: Request) -> Response:
     raise ConnectError("Connection refused")
 
 
@@ -257,9 +272,9 @@ def test_drain_404_means_no_endpoint() -> None:
     fake = FakeClock()
     requests: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        requests.append(f"{request.method} {request.url.path}")
-        return httpx.Response(404, text="Not Found")
+    def handler(request: Request) -> Response:
+        requests.append(f"{request.method} {request.path}")
+        return reply(404, text="Not Found")
 
     with _client(handler) as client:
         result = drain_worker(client, 3101, 60, fake.clock())
@@ -281,13 +296,13 @@ def test_drain_connection_error_means_no_endpoint() -> None:
 @pytest.mark.parametrize(
     "response",
     [
-        httpx.Response(200, text="not json"),
-        httpx.Response(200, json={"status": "working"}),  # no deploy_safe
-        httpx.Response(200, json=["deploy_safe"]),
-        httpx.Response(503, json={"deploy_safe": True}),
+        reply(200, text="not json"),
+        reply(200, json={"status": "working"}),  # no deploy_safe
+        reply(200, json=["deploy_safe"]),
+        reply(503, json={"deploy_safe": True}),
     ],
 )
-def test_drain_unusable_health_answer_means_no_endpoint(response: httpx.Response) -> None:
+def test_drain_unusable_health_answer_means_no_endpoint(response: Response) -> None:
     fake = FakeClock()
     with _client(lambda request: response) as client:
         assert drain_worker(client, 3101, 60, fake.clock()).outcome == "no-endpoint"
@@ -297,10 +312,10 @@ def test_drain_unusable_health_answer_means_no_endpoint(response: httpx.Response
 def test_drain_post_refused_means_no_endpoint(post_status: int) -> None:
     fake = FakeClock()
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         if request.method == "POST":
-            return httpx.Response(post_status)
-        return httpx.Response(200, json={"deploy_safe": False, "active_jobs": 1})
+            return reply(post_status)
+        return reply(200, json={"deploy_safe": False, "active_jobs": 1})
 
     with _client(handler) as client:
         result = drain_worker(client, 3101, 60, fake.clock())
@@ -312,10 +327,10 @@ def test_drain_post_refused_means_no_endpoint(post_status: int) -> None:
 def test_drain_post_connection_error_means_no_endpoint() -> None:
     fake = FakeClock()
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         if request.method == "POST":
             raise ConnectError("reset")
-        return httpx.Response(200, json={"deploy_safe": False})
+        return reply(200, json={"deploy_safe": False})
 
     with _client(handler) as client:
         assert drain_worker(client, 3101, 60, fake.clock()).outcome == "no-endpoint"
@@ -326,13 +341,13 @@ def test_drain_worker_that_goes_away_while_draining_times_out() -> None:
     fake = FakeClock()
     gets = 0
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         nonlocal gets
         if request.method == "POST":
-            return httpx.Response(200)
+            return reply(200)
         gets += 1
         if gets == 1:
-            return httpx.Response(200, json={"deploy_safe": False})
+            return reply(200, json={"deploy_safe": False})
         raise ConnectError("gone")
 
     with _client(handler) as client:
@@ -357,9 +372,9 @@ def test_drain_cancelled_while_polling() -> None:
 def test_health_ok_only_on_200(status: int, ok: bool) -> None:
     seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(str(request.url))
-        return httpx.Response(status)
+    def handler(request: Request) -> Response:
+        seen.append(request.url)
+        return reply(status)
 
     with _client(handler) as client:
         assert health_ok(client, 3100) is ok
@@ -368,7 +383,7 @@ def test_health_ok_only_on_200(status: int, ok: bool) -> None:
 
 @pytest.mark.parametrize("error", [ConnectError("refused"), ReadTimeout("slow"), ReadError("eof")])
 def test_health_ok_false_on_transport_errors(error: HTTPError) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         raise error
 
     with _client(handler) as client:
@@ -379,10 +394,10 @@ def test_waiting_for_health_sees_a_restarting_service_quickly() -> None:
     """The deploy's health wait: refused while the container starts, then 200 at t=0.3 s."""
     fake = FakeClock()
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         if fake.elapsed < 0.3:
             raise ConnectError("refused")
-        return httpx.Response(200)
+        return reply(200)
 
     with _client(handler) as client:
         assert wait_for(lambda: health_ok(client, 3100), 60, fake.clock()) is True
@@ -403,9 +418,9 @@ def test_waiting_for_health_gives_up_at_the_timeout() -> None:
 
 
 def test_get_json_variants() -> None:
-    with _client(lambda r: httpx.Response(200, json={"a": 1})) as client:
+    with _client(lambda r: reply(200, json={"a": 1})) as client:
         assert get_json(client, "http://localhost:1/x") == (200, {"a": 1})
-    with _client(lambda r: httpx.Response(500, text="<html>")) as client:
+    with _client(lambda r: reply(500, text="<html>")) as client:
         assert get_json(client, "http://localhost:1/x") == (500, None)
     with _client(_refuse) as client:
         assert get_json(client, "http://localhost:1/x") == (None, None)
@@ -413,5 +428,5 @@ def test_get_json_variants() -> None:
 
 def test_worker_health_returns_the_body() -> None:
     body = {"status": "working", "active_jobs": 2, "deploy_safe": False, "worker_id": "w1"}
-    with _client(lambda r: httpx.Response(200, json=body)) as client:
+    with _client(lambda r: reply(200, json=body)) as client:
         assert worker_health(client, 3101) == body

@@ -157,7 +157,7 @@ def _forward(
 
 
 # Every connect() in this process shares jump-host connections (see jumps.py).
-JUMPS = SharedJumps()
+JUMPS: SharedJumps[paramiko.SSHClient] = SharedJumps()
 
 
 def connect(host: Host, settings: SSHSettings) -> Connection:

@@ -16,32 +16,44 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    import paramiko
+
+class _Transport(Protocol):
+    def is_active(self) -> bool: ...
+
+
+class JumpClient(Protocol):
+    """What SharedJumps needs of a connection (paramiko.SSHClient is one)."""
+
+    def get_transport(self) -> _Transport | None: ...
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=JumpClient)
 
 
 @dataclass
-class _Entry:
+class _Entry(Generic[C]):
     lock: threading.Lock = field(default_factory=threading.Lock)
-    client: paramiko.SSHClient | None = None
+    client: C | None = None
     users: int = 0
 
 
-class SharedJumps:
+class SharedJumps(Generic[C]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[Hashable, _Entry] = {}
+        self._entries: dict[Hashable, _Entry[C]] = {}
 
-    def acquire(self, key: Hashable, open_client: Callable[[], paramiko.SSHClient]) -> paramiko.SSHClient:
+    def acquire(self, key: Hashable, open_client: Callable[[], C]) -> C:
         """The live connection for `key`, opened with open_client() by the first caller.
 
         Callers for the same key wait for that first open rather than opening their own. If it
         fails, each waiting caller tries once itself (and gets an error naming its own host).
         """
         with self._lock:
-            entry = self._entries.setdefault(key, _Entry())
+            entry: _Entry[C] = self._entries.setdefault(key, _Entry())
             entry.users += 1
         try:
             with entry.lock:
@@ -75,6 +87,6 @@ class SharedJumps:
             return sum(1 for entry in self._entries.values() if entry.client is not None)
 
 
-def _alive(client: paramiko.SSHClient) -> bool:
+def _alive(client: JumpClient) -> bool:
     transport = client.get_transport()
     return transport is not None and transport.is_active()
