@@ -1,18 +1,53 @@
 """The declaration of one config key (`Key`) and the three ways to declare one.
 
-A Key is a descriptor: declared in the body of `ghdeploy.config.Config`, `config.gh_api_port`
+A Key is a descriptor: declared in the body of `ghdeploy.config_schema.Config`, `config.gh_api_port`
 returns the parsed, typed value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 if TYPE_CHECKING:
-    from ghdeploy.config import Config
+    from ghdeploy.config_schema import Config
 
 T = TypeVar("T")
+
+# Every declared key (config_schema.Config), so `config.text("AGENT_INTERVAL")` type-checks.
+KeyName = Literal[
+    "ECR_REGISTRY",
+    "ECR_REGISTRY_OVERRIDE",
+    "ECR_REPOSITORY",
+    "AWS_REGION",
+    "EC2_HOST",
+    "ASG_NAME",
+    "SSH_ADDRESS",
+    "SSH_USER",
+    "EC2_KEY",
+    "SSH_KNOWN_HOSTS",
+    "SSH_CONFIG",
+    "GHOSTHANDS_DIR",
+    "GH_ENVIRONMENT",
+    "IMAGE_TAG",
+    "GH_API_PORT",
+    "GH_WORKER_PORT",
+    "HEALTH_TIMEOUT",
+    "DRAIN_TIMEOUT",
+    "STOP_TIMEOUT",
+    "AGENT_TAG",
+    "AGENT_INTERVAL",
+    "AGENT_FLEET_TABLE",
+    "AGENT_FLEET_BATCH",
+    "DEPLOY_WEBHOOK_SECRET",
+    "DEPLOY_API_TOKEN",
+    "DATABASE_URL",
+    "DEPLOY_CALLBACK_URL",
+    "WEBHOOK_MAX_AGE",
+    "RETAIN_RELEASES",
+    "DISK_RESERVE_MB",
+    "GH_PLATFORM",
+]
 
 
 class Key(Generic[T]):

@@ -1,4 +1,4 @@
-"""The one config schema (ghdeploy/config.py) against its two documents: README's configuration table
+"""The one config schema (ghdeploy/config_schema.py) against its two documents: README's configuration table
 and .env.deploy.example. A key cannot be added without a parser, a row and an example line."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, get_args
 import pytest
 import typer
 
-from ghdeploy import cli, config
+from ghdeploy import cli, config, config_checks
 from ghdeploy.config import KEYS, Config, Key, KeyName, documented_commands, load_config
 from ghdeploy.errors import ConfigError
 
@@ -98,7 +98,7 @@ def test_a_secret_key_never_shows_its_value() -> None:
         "X_TOKEN", config.pattern(re.compile("[a-f0-9]{32}"), "32 hex digits"), None, "t", ("x",), secret=True
     )
     problems: list[str] = []
-    config._parse_one(secret, "hunter2-oops", "environment", problems)
+    config_checks.parse_one(secret, "hunter2-oops", "environment", problems)
     assert problems and all("hunter2" not in p for p in problems), problems
     assert "X_TOKEN" in problems[0]
 
