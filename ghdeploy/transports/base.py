@@ -48,3 +48,12 @@ def checked(label: str, argv: list[str], result: CommandResult) -> CommandResult
 
         raise RemoteCommandError(label, shlex.join(argv), result.rc, result.stderr)
     return result
+
+
+def require_ok(result: CommandResult, what: str, host: str) -> str:
+    """A step's output, or OperationFailed naming the step and the host (the engine's way to stop)."""
+    if result.rc != 0:
+        from ghdeploy.errors import OperationFailed
+
+        raise OperationFailed(f"{host}: {what} failed (exit {result.rc}): {result.stderr.strip()[-300:]}")
+    return result.stdout

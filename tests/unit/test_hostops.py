@@ -10,8 +10,9 @@ import pytest
 from ghdeploy import hostops
 from ghdeploy import remote_commands as rc
 from ghdeploy.errors import OperationFailed, RemoteCommandError
-from ghdeploy.hostops import ImageRecord, _repo_digest_for, container_spec, read_snapshot
+from ghdeploy.hostops import ImageRecord, container_spec, read_snapshot
 from ghdeploy.hosts import Host
+from ghdeploy.snapshot import _repo_digest_for
 from ghdeploy.transports.base import CommandResult
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
