@@ -23,6 +23,7 @@ from ghdeploy.errors import ConfigError, ExitCode, GhdeployError, Interrupted
 
 if TYPE_CHECKING:
     from ghdeploy.config import Config
+    from ghdeploy.engine.connect import HostOptions
     from ghdeploy.render import ConsoleReporter
     from ghdeploy.waiting import CancelToken
 
@@ -139,6 +140,16 @@ def _flag(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
             raise typer.BadParameter(f"{value!r}: {exc}") from None
 
     return convert
+
+
+def _ahead(config: Config, host: list[str] | None, accept_new_host_key: bool) -> HostOptions:
+    """The host options of a read-only command, its hosts already being connected to in the
+    background (engine/preconnect.py) while the command imports what it shows results with."""
+    from ghdeploy.engine.connect import HostOptions, connect_ahead
+
+    opts = HostOptions(only=host or [], accept_new_host_key=accept_new_host_key)
+    connect_ahead(config, opts)
+    return opts
 
 
 def _reporter() -> ConsoleReporter:
@@ -426,12 +437,12 @@ def hosts(host: HostOpt = None) -> None:
 def status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Per host: services, image, health, worker state, version, last deploy (all hosts at once)."""
     config = _config("status", only=host)
+    opts = _ahead(config, host, accept_new_host_key)
     from ghdeploy import render_hosts
     from ghdeploy.commands.status import status as run_status
-    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
-        rows = run_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
+        rows = run_status(config, opts, reporter)
     _finish(render_hosts.status_table(rows, STATE.json))
 
 
@@ -451,18 +462,15 @@ def verify(
 ) -> None:
     """Compare /health/version's commit_sha on every host with local HEAD (or --expect)."""
     config = _config("verify", only=host)
-    from ghdeploy import render_hosts
+    from ghdeploy.commands.verify import expected_commit
     from ghdeploy.commands.verify import verify as run_verify
-    from ghdeploy.engine.connect import HostOptions
+
+    expected = expected_commit(Path.cwd(), expect)  # a bad --expect or no git checkout: refused before connecting
+    opts = _ahead(config, host, accept_new_host_key)
+    from ghdeploy import render_hosts
 
     with _reporter() as reporter:
-        rows = run_verify(
-            config,
-            Path.cwd(),
-            HostOptions(only=host or [], accept_new_host_key=accept_new_host_key),
-            reporter,
-            expect,
-        )
+        rows = run_verify(config, Path.cwd(), opts, reporter, expected)
     _finish(render_hosts.verify_table(rows, STATE.json))
 
 
@@ -477,12 +485,12 @@ def history(
 ) -> None:
     """The deploy and rollback records kept on each host, newest last."""
     config = _config("history", only=host)
+    opts = _ahead(config, host, accept_new_host_key)
     from ghdeploy import render_hosts
     from ghdeploy.commands.history import history as run_history
-    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
-        rows = run_history(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter, n)
+        rows = run_history(config, opts, reporter, n)
     _finish(render_hosts.history_table(rows, STATE.json))
 
 
@@ -490,12 +498,12 @@ def history(
 def lock_status(host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Show who holds each host's deploy lock, since when, and why."""
     config = _config("lock", only=host)
+    opts = _ahead(config, host, accept_new_host_key)
     from ghdeploy import render_hosts
     from ghdeploy.commands.lock import lock_status as run_lock_status
-    from ghdeploy.engine.connect import HostOptions
 
     with _reporter() as reporter:
-        rows = run_lock_status(config, HostOptions(only=host or [], accept_new_host_key=accept_new_host_key), reporter)
+        rows = run_lock_status(config, opts, reporter)
     _finish(render_hosts.lock_table(rows, STATE.json, "lock status"))
 
 

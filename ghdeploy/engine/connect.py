@@ -57,6 +57,19 @@ def ssh_settings(config: Config, accept_new: bool) -> SSHSettings:
     )
 
 
+def connect_ahead(config: Config, opts: HostOptions) -> None:
+    """Start connecting to the command's hosts in the background (see engine/preconnect.py).
+
+    Only for hosts known from the config: an ASG's instances are found by connect time.
+    """
+    if config.get("ASG_NAME") or not config.get("EC2_HOST"):
+        return
+    from ghdeploy.engine import preconnect
+    from ghdeploy.hosts import narrow
+
+    preconnect.start(narrow(config.hosts, opts.only), ssh_settings(config, opts.accept_new_host_key))
+
+
 def parallel(items: list[Any], fn: Callable[[Any], Any], limit: int = 16) -> list[Any]:
     """fn over items in threads; results in order.
 
@@ -78,6 +91,7 @@ def connect_all(
     hosts: list[Host], settings: SSHSettings, reporter: Reporter
 ) -> tuple[dict[str, Connection], dict[str, GhdeployError]]:
     """Connect to every host at once; return the connections and the errors, by host label."""
+    from ghdeploy.engine import preconnect
     from ghdeploy.transports.ssh import connect
 
     conns: dict[str, Connection] = {}
@@ -86,7 +100,8 @@ def connect_all(
     def one(host: Host) -> None:
         reporter.step(host.label, "connecting")
         try:
-            conns[host.label] = connect(host, settings)
+            # Started ahead by the CLI (engine/preconnect.py) when it could; else connect now.
+            conns[host.label] = preconnect.take(host, settings) or connect(host, settings)
             reporter.step(host.label, "connected")
         except GhdeployError as exc:
             errors[host.label] = exc

@@ -1,0 +1,139 @@
+"""Connecting ahead (engine/preconnect.py): started after validation, collected by connect_all."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ghdeploy import cli
+from ghdeploy.engine import connect as engine_connect
+from ghdeploy.engine import preconnect
+from ghdeploy.errors import SSHError
+from ghdeploy.hosts import Host
+from ghdeploy.progress import NullReporter
+from ghdeploy.transports import ssh
+from ghdeploy.transports.ssh import SSHSettings
+
+
+class FakeConn:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.pinged = False
+        self.closed = False
+
+    def ping(self, timeout: float) -> bool:
+        self.pinged = True
+        return True
+
+    def alive(self) -> bool:
+        return not self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every connect() made, by host label; 'bad' hosts fail as an unreachable host does."""
+    made: list[str] = []
+    lock = threading.Lock()
+
+    def fake_connect(host: Host, settings: SSHSettings) -> Any:
+        with lock:
+            made.append(host.label)
+        if host.hostname.startswith("bad"):
+            raise SSHError(host.label, "connection refused")
+        return FakeConn(host)
+
+    monkeypatch.setattr(ssh, "connect", fake_connect)
+    yield made
+    preconnect._close_untaken()
+
+
+SETTINGS = SSHSettings(key_file=None, known_hosts=Path("/nonexistent/known_hosts"))
+
+
+def test_connect_all_takes_what_was_started_ahead_and_connects_only_once(calls: list[str]) -> None:
+    hosts = [Host("h1", "u"), Host("h2", "u")]
+    preconnect.start(hosts, SETTINGS)
+    conns, errors = engine_connect.connect_all(hosts, SETTINGS, NullReporter())
+    assert sorted(conns) == ["u@h1", "u@h2"] and errors == {}
+    assert sorted(calls) == ["u@h1", "u@h2"]  # not connected a second time
+    assert all(c.pinged for c in conns.values())  # primed: sshd's session setup already waited for
+
+
+def test_other_settings_or_hosts_connect_fresh(calls: list[str]) -> None:
+    preconnect.start([Host("h1", "u")], SETTINGS)
+    other = SSHSettings(key_file=None, known_hosts=Path("/nonexistent/known_hosts"), accept_new_host_key=True)
+    conns, _ = engine_connect.connect_all([Host("h1", "u"), Host("h3", "u")], other, NullReporter())
+    assert sorted(conns) == ["u@h1", "u@h3"]
+    assert sorted(calls) == ["u@h1", "u@h1", "u@h3"]  # the early one did not match these settings
+
+
+def test_a_failed_early_connect_is_that_hosts_error_as_before(calls: list[str]) -> None:
+    hosts = [Host("bad1", "u"), Host("h2", "u")]
+    preconnect.start(hosts, SETTINGS)
+    conns, errors = engine_connect.connect_all(hosts, SETTINGS, NullReporter())
+    assert list(conns) == ["u@h2"]
+    assert "connection refused" in str(errors["u@bad1"])
+    assert sorted(calls) == ["u@bad1", "u@h2"]
+
+
+def test_a_connection_nobody_took_is_closed_at_exit(calls: list[str]) -> None:
+    preconnect.start([Host("h9", "u")], SETTINGS)
+    future = preconnect._started[("u@h9", SETTINGS)]
+    conn = future.result(timeout=5)
+    preconnect._close_untaken()
+    assert conn.closed and preconnect._started == {}
+
+
+def test_only_the_first_hosts_are_started_ahead(calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preconnect, "AHEAD_LIMIT", 2)
+    preconnect.start([Host(f"h{n}", "u") for n in range(5)], SETTINGS)
+    assert len(preconnect._started) == 2
+
+
+def _run_cli(monkeypatch: pytest.MonkeyPatch, cwd: Path, *argv: str) -> int:
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("EC2_HOST", "u@h1")
+    monkeypatch.setenv("SSH_KNOWN_HOSTS", str(cwd / "known_hosts"))
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(cwd.parent))
+    key = cwd / "deploy.pem"
+    key.write_text("not read: connect is faked\n")
+    key.chmod(0o600)
+    monkeypatch.setenv("EC2_KEY", str(key))
+    for name in ("ASG_NAME", "SSH_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("sys.argv", ["ghdeploy", "--env-file", str(cwd / "none.env"), *argv])
+    (cwd / "none.env").write_text("")
+    return cli.main()
+
+
+def test_verify_outside_a_checkout_is_refused_before_any_connect(
+    calls: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    assert _run_cli(monkeypatch, work, "verify") == 2
+    assert "not a git repository" in capsys.readouterr().err
+    assert calls == []
+
+
+def test_a_read_only_command_connects_once_ahead_and_uses_it(
+    calls: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[Any] = []
+
+    def fake_verify_host(conn: Any, api: int, expected: str) -> Any:
+        from ghdeploy.version_check import VerifyRow
+
+        seen.append(conn)
+        return VerifyRow(host=conn.host.label, expected=expected, running=expected)
+
+    monkeypatch.setattr("ghdeploy.commands.verify.verify_host", fake_verify_host)
+    assert _run_cli(monkeypatch, tmp_path, "verify", "--expect", "abcdef1") == 0
+    assert calls == ["u@h1"]
+    assert len(seen) == 1 and seen[0].pinged
