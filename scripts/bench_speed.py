@@ -219,28 +219,48 @@ def figure_switch(env: dict[str, str], images: Images, ns: str) -> None:
     print(f"  whole command wall time {statistics.median(r[0] for r in runs):.2f}s")
 
 
-def figure_one_host(env: dict[str, str], ns: str, runs: int) -> None:
+def installed_ghdeploy(work: Path) -> str | None:
+    """This checkout installed the way an operator installs it (`pipx install`: a venv of its own,
+    no editable-install finder, none of this machine's site-packages .pth files); None if pip fails."""
+    venv = work / "venv"
+    subprocess.run([PY, "-m", "venv", str(venv)], check=True, capture_output=True)
+    argv = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(REPO)]
+    lock = REPO / "requirements" / "test.lock"
+    if lock.is_file():
+        argv[5:5] = ["-c", str(lock)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        print(f"  (could not install the checkout in a venv: {proc.stderr.strip()[-300:]})")
+        return None
+    return str(venv / "bin" / "ghdeploy")
+
+
+def figure_one_host(env: dict[str, str], ns: str, runs: int, work: Path) -> None:
     tool = "curl" if host_has(env, ns, "curl") else "wget"
     fetch = ["curl", "-s"] if tool == "curl" else ["wget", "-qO-"]
     base = [*ssh_base(env, ns), *fetch, "http://localhost:3100/health/version"]
     sha = json.loads(subprocess.run(base, capture_output=True, text=True, check=True).stdout)["commit_sha"]
     e = dict(env, EC2_HOST=addr(ns))
-    times = interleaved(
-        {
-            "base": base,
-            "verify": ghd("verify", "--expect", sha),
-            "status": ghd("status"),
-            "bad": ghd("verify", "--expect", "not-a-sha"),
-            "typer": [PY, "-c", "import typer"],
-            "help": ghd("--help"),
-        },
-        e,
-        runs,
-    )
+    cmds = {
+        "base": base,
+        "verify": ghd("verify", "--expect", sha),
+        "status": ghd("status"),
+        "bad": ghd("verify", "--expect", "not-a-sha"),
+        "typer": [PY, "-c", "import typer"],
+        "help": ghd("--help"),
+    }
+    installed = installed_ghdeploy(work)
+    if installed:
+        cmds["verify installed"] = ["env", "-u", "PYTHONPATH", installed, "verify", "--expect", sha]
+        cmds["status installed"] = ["env", "-u", "PYTHONPATH", installed, "status"]
+    times = interleaved(cmds, e, runs)
     m = {k: median_ms(v) for k, v in times.items()}
     print(f"1. one host ({ns}), medians of {runs} interleaved runs; baseline: OpenSSH + the host's {tool}")
-    line("ghdeploy verify", m["verify"], f"ssh host {tool} /health/version", m["base"], "goal <= 1.3")
-    line("ghdeploy status", m["status"], f"ssh host {tool} /health/version", m["base"], "goal <= 1.3")
+    line("ghdeploy verify (this checkout)", m["verify"], f"ssh host {tool} /health/version", m["base"], "goal <= 1.3")
+    line("ghdeploy status (this checkout)", m["status"], f"ssh host {tool} /health/version", m["base"], "goal <= 1.3")
+    if installed:
+        for what in ("verify", "status"):
+            line(f"ghdeploy {what} (installed, venv)", m[f"{what} installed"], "same", m["base"], "goal <= 1.3")
     line("ghdeploy --help", m["help"], "python -c 'import typer'", m["typer"], "about 1")
     print(
         f"  {'verify --expect not-a-sha (refused)':<34} {m['bad']:7.0f} ms   (goal < 250 ms, exit 2, nothing imported)"
@@ -372,7 +392,7 @@ def run(runs: int) -> None:
         images = Images(env)
         try:
             figure_switch(env, images, "h1")
-            figure_one_host(env, "h1", runs)
+            figure_one_host(env, "h1", runs, images.work)
             figure_fleet_pull(env, images)
             figure_flat(env, images, max(5, runs // 2))
         finally:
