@@ -46,6 +46,7 @@ KeyName = Literal[
     "WEBHOOK_MAX_AGE",
     "RETAIN_RELEASES",
     "DISK_RESERVE_MB",
+    "PULL_PARALLEL",
     "GH_PLATFORM",
 ]
 

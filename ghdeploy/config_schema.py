@@ -246,6 +246,13 @@ class Config:
         "free space the docker data root must keep after pulling the new image, or preflight refuses",
         (DEPLOY,),
     )
+    pull_parallel = setting(
+        "PULL_PARALLEL",
+        integer(1, 256, "hosts"),
+        "16",
+        "hosts that pull the new image at the same time, before the rolling switch (mind ECR's pull quotas)",
+        (DEPLOY, SERVE),
+    )
     gh_platform = setting(
         "GH_PLATFORM",
         platforms,

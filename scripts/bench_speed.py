@@ -5,7 +5,7 @@
   2. `verify` / `status` on 10 hosts vs 1 host (the testbed is brought to 10 hosts for this and
      back to its default 3 afterwards); TCP connections to a jump host for targets behind it
   3. fleet deploy of an image with >= 300 MB of fresh layers on 3 hosts: pulls in parallel up
-     front vs pulls one host at a time (PULL_LIMIT=1, what the rolling loop used to cost)
+     front vs pulls one host at a time (PULL_PARALLEL=1, what the rolling loop used to cost)
   4. per-host switch overhead of a deploy whose image is present, phase by phase
   5. the scaling model's inputs: connections and memory per host connection at 1, 3, 10 hosts
 
@@ -172,12 +172,7 @@ def deploy_json(env: dict[str, str], hosts: list[str], tag: str, pull_limit: int
     e = dict(env, EC2_HOST=",".join(addr(h) for h in hosts), HEALTH_TIMEOUT="60")
     argv = ghd("--json", "deploy", "--deploy-only", "--tag", tag)
     if pull_limit is not None:
-        # The same CLI with the pre-pull bounded to N hosts at once: N=1 pulls host after host.
-        code = (
-            "import sys, ghdeploy.engine.prepull as p; p.PULL_LIMIT = int(sys.argv[1]); "
-            "from ghdeploy.cli import main; sys.argv = ['ghdeploy', *sys.argv[2:]]; sys.exit(main())"
-        )
-        argv = [PY, "-c", code, str(pull_limit), *argv[3:]]
+        e["PULL_PARALLEL"] = str(pull_limit)  # 1: the hosts pull one after another
     start = time.perf_counter()
     proc = subprocess.run(argv, env=e, capture_output=True, text=True, check=False)
     total = time.perf_counter() - start
@@ -351,7 +346,10 @@ def figure_fleet_pull(env: dict[str, str], images: Images) -> None:
     hosts = ["h1", "h2", "h3"]
     print(f"3. fleet deploy, 3 hosts, image with {BIG_MB} MB of fresh random layer (new for each run)")
     results = {}
-    for name, limit in (("pulls in parallel first (PULL_LIMIT 16)", None), ("pulls one host at a time (limit 1)", 1)):
+    for name, limit in (
+        ("pulls in parallel first (PULL_PARALLEL 16)", None),
+        ("pulls one host at a time (limit 1)", 1),
+    ):
         tag = f"bench-big-{secrets.token_hex(3)}"
         started = time.perf_counter()
         images.build_push(tag, BIG_MB)

@@ -145,7 +145,9 @@ def deploy(
             return report
         # Every host pulls at once first; the rolling switch then finds the image present.
         t = time.monotonic()
-        report.fleet, timings["pull"] = pull_then_roll(op, fleet.remotes, fleet.order, lambda _label: target, batch)
+        report.fleet, timings["pull"] = pull_then_roll(
+            op, fleet.remotes, fleet.order, lambda _label: target, batch, pull_limit=config.number("PULL_PARALLEL")
+        )
         timings["deploy"] = time.monotonic() - t - timings["pull"]
         t = time.monotonic()
         prune_after_deploy(config, fleet, report.fleet, reporter)

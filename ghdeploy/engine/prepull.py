@@ -20,7 +20,7 @@ from ghdeploy.errors import GhdeployError
 from ghdeploy.results import Action, FleetResult, HostResult, Result, Target
 from ghdeploy.transports.base import Remote
 
-# Hosts pulling at once. Each pull streams layers from the registry (ECR serves every host from
+# Hosts pulling at once unless PULL_PARALLEL says otherwise. Each pull streams layers from the registry (ECR serves every host from
 # S3, so the registry is rarely the limit); the bound keeps a 1,000-host fleet from opening
 # 1,000 pulls against one NAT gateway or registry mirror, and bounds our own threads.
 PULL_LIMIT = 16
@@ -88,6 +88,7 @@ def pull_then_roll(
     target_for: Callable[[str], Target],
     batch: int,
     action: str = "deploy",
+    pull_limit: int | None = None,
 ) -> tuple[FleetResult, float]:
     """The fleet deploy: every host pulls at once, then the rolling switch (`batch` at a time).
 
@@ -95,7 +96,7 @@ def pull_then_roll(
     switched unless every host has its image.
     """
     start = op.clock.now()
-    stopped = prepull(op, conns, order, target_for, action)
+    stopped = prepull(op, conns, order, target_for, action, pull_limit)
     pulled = op.clock.now() - start
     if stopped is not None:
         return stopped, pulled

@@ -175,6 +175,8 @@ CASES: list[Case] = [
     key("AGENT_FLEET_BATCH", "1001", *AGENT),
     # --- disk and platform
     key("RETAIN_RELEASES", "0", "prune", "--dry-run", also="1-100"),
+    key("PULL_PARALLEL", "0", "deploy", "--deploy-only", "--tag", "v1", also="1-256"),
+    key("PULL_PARALLEL", "lots", "deploy", "--deploy-only", "--tag", "v1"),
     key("RETAIN_RELEASES", "many", "deploy", "--deploy-only", "--tag", "v1"),
     key("DISK_RESERVE_MB", "-1", "deploy", "--deploy-only", "--tag", "v1"),
     key("GH_PLATFORM", "linux amd64", "build", "--tag", "v1"),

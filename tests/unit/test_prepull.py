@@ -87,3 +87,37 @@ def test_interrupted_during_the_pulls_switches_nothing(monkeypatch: pytest.Monke
     assert result.interrupted and not result.succeeded
     assert all(h.result == "untouched" for h in result.hosts)
     assert "drain" not in steps.calls and "switch" not in steps.calls
+
+
+def test_pull_parallel_bounds_the_fleet_deploys_pulls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PULL_PARALLEL reaches the pre-pull through pull_then_roll: 1 pulls host after host."""
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def pull(op: engine.Operation, conn: FakeConn, target: engine.Target) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return "sha256:" + "b" * 64
+
+    Steps(monkeypatch)
+    monkeypatch.setattr(engine, "ensure_image", pull)
+    labels = [f"h{n}" for n in range(4)]
+    result, _ = engine_prepull.pull_then_roll(
+        operation(), conns(labels), labels, lambda _label: TARGET, batch=1, pull_limit=1
+    )
+    assert result.succeeded and peak == 1
+
+
+def test_pull_parallel_is_a_checked_key(tmp_path: Any) -> None:
+    from ghdeploy.config import load_config
+    from ghdeploy.errors import ConfigError
+
+    assert load_config(needs=("PULL_PARALLEL",), environ={}, cwd=tmp_path).number("PULL_PARALLEL") == 16
+    with pytest.raises(ConfigError, match="PULL_PARALLEL"):
+        load_config(needs=("PULL_PARALLEL",), environ={"PULL_PARALLEL": "0"}, cwd=tmp_path)
