@@ -8,35 +8,67 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 
+from tests.integration.conftest import Cli
 
-@pytest.fixture
-def aws(testbed_env: dict[str, str]):
-    def client(service: str):
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import InstanceNetworkInterfaceSpecificationTypeDef
+
+
+@dataclass(frozen=True)
+class Aws:
+    """Clients of the testbed's moto server."""
+
+    region: str
+    endpoint: str
+
+    def ec2(self) -> EC2Client:
         return boto3.client(
-            service,
-            region_name=testbed_env["AWS_REGION"],
-            endpoint_url=testbed_env["AWS_ENDPOINT_URL"],
+            "ec2",
+            region_name=self.region,
+            endpoint_url=self.endpoint,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
 
-    return client
+    def autoscaling(self) -> AutoScalingClient:
+        return boto3.client(
+            "autoscaling",
+            region_name=self.region,
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
 
 @pytest.fixture
-def asg(aws) -> dict[str, str]:
+def aws(testbed_env: dict[str, str]) -> Aws:
+    return Aws(region=testbed_env["AWS_REGION"], endpoint=testbed_env["AWS_ENDPOINT_URL"])
+
+
+@pytest.fixture
+def asg(aws: Aws) -> dict[str, str]:
     """An ASG with h2 and h3 InService, one instance in Standby, one with a public address."""
-    ec2, autoscaling = aws("ec2"), aws("autoscaling")
+    ec2, autoscaling = aws.ec2(), aws.autoscaling()
     vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.0.0/16")["Subnet"]["SubnetId"]
     image = ec2.describe_images()["Images"][0]["ImageId"]
 
     def instance(ip: str, public: bool = False) -> str:
-        iface = {"DeviceIndex": 0, "SubnetId": subnet, "PrivateIpAddress": ip, "AssociatePublicIpAddress": public}
+        iface: InstanceNetworkInterfaceSpecificationTypeDef = {
+            "DeviceIndex": 0,
+            "SubnetId": subnet,
+            "PrivateIpAddress": ip,
+            "AssociatePublicIpAddress": public,
+        }
         return ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, NetworkInterfaces=[iface])["Instances"][0][
             "InstanceId"
         ]
@@ -67,7 +99,9 @@ def asg(aws) -> dict[str, str]:
     return {"name": name, **ids}
 
 
-def test_private_addresses_of_in_service_instances_are_the_hosts(cli_factory, asg, clean_hosts) -> None:
+def test_private_addresses_of_in_service_instances_are_the_hosts(
+    cli_factory: Callable[..., Cli], asg: dict[str, str], clean_hosts: Callable[..., None]
+) -> None:
     clean_hosts("h2", "h3")
     cli = cli_factory(ASG_NAME=asg["name"], SSH_USER="root")
     doc = cli.json("hosts")
@@ -86,7 +120,9 @@ def test_private_addresses_of_in_service_instances_are_the_hosts(cli_factory, as
     assert f"ASG {asg['name']}: 3 host(s)" in status.stderr
 
 
-def test_public_mode_skips_instances_without_a_public_address(cli_factory, asg) -> None:
+def test_public_mode_skips_instances_without_a_public_address(
+    cli_factory: Callable[..., Cli], asg: dict[str, str]
+) -> None:
     cli = cli_factory(ASG_NAME=asg["name"], SSH_USER="root", SSH_ADDRESS="public")
     doc = cli.json("hosts")
     assert len(doc["hosts"]) == 1
@@ -95,7 +131,7 @@ def test_public_mode_skips_instances_without_a_public_address(cli_factory, asg) 
     assert asg["h2"] in skipped and asg["h3"] in skipped and "no public address" in skipped
 
 
-def test_unknown_group_and_conflicting_settings_exit_2(cli_factory) -> None:
+def test_unknown_group_and_conflicting_settings_exit_2(cli_factory: Callable[..., Cli]) -> None:
     cli = cli_factory(ASG_NAME="no-such-group", SSH_USER="root")
     proc = cli("hosts")
     assert proc.returncode == 2 and "no such Auto Scaling Group" in proc.stderr

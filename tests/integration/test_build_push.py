@@ -6,11 +6,12 @@ import json
 import ssl
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.integration.conftest import commit, git
+from tests.integration.conftest import Cli, commit, git
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
 
@@ -36,7 +37,9 @@ def image_env(ref: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in json.loads(out))
 
 
-def test_build_then_push_leaves_both_tags_with_one_digest(cli_factory, app_repo: Path, testbed_env) -> None:
+def test_build_then_push_leaves_both_tags_with_one_digest(
+    cli_factory: Callable[..., Cli], app_repo: Path, testbed_env: dict[str, str]
+) -> None:
     sha = commit(app_repo, "build-push test")
     short = git(app_repo, "rev-parse", "--short", "HEAD")
     cli = cli_factory()
@@ -66,7 +69,9 @@ def test_build_then_push_leaves_both_tags_with_one_digest(cli_factory, app_repo:
     assert "123456789012-auth-token" not in pushed.stderr + pushed.stdout
 
 
-def test_deploy_push_only_builds_and_pushes(cli_factory, app_repo: Path, testbed_env) -> None:
+def test_deploy_push_only_builds_and_pushes(
+    cli_factory: Callable[..., Cli], app_repo: Path, testbed_env: dict[str, str]
+) -> None:
     sha = commit(app_repo, "push-only test")
     cli = cli_factory()
     proc = cli("deploy", "--push-only", "--tag", "pushonly-1")
@@ -79,7 +84,9 @@ def test_deploy_push_only_builds_and_pushes(cli_factory, app_repo: Path, testbed
     assert "pushed" in proc.stdout
 
 
-def test_dirty_tree_is_refused_unless_allowed(cli_factory, app_repo: Path, testbed_env) -> None:
+def test_dirty_tree_is_refused_unless_allowed(
+    cli_factory: Callable[..., Cli], app_repo: Path, testbed_env: dict[str, str]
+) -> None:
     (app_repo / "VERSION").write_text("uncommitted\n")
     cli = cli_factory()
     proc = cli("build")
@@ -92,7 +99,7 @@ def test_dirty_tree_is_refused_unless_allowed(cli_factory, app_repo: Path, testb
     assert f"ghosthands:{short}-dirty" in ok.stdout
 
 
-def test_bad_tag_and_missing_engine_exit_2(cli_factory) -> None:
+def test_bad_tag_and_missing_engine_exit_2(cli_factory: Callable[..., Cli]) -> None:
     cli = cli_factory()
     bad = cli("build", "--tag=bad/tag")
     assert bad.returncode == 2 and "not a valid docker tag" in bad.stderr and "Traceback" not in bad.stderr
@@ -101,7 +108,7 @@ def test_bad_tag_and_missing_engine_exit_2(cli_factory) -> None:
     assert "Docker engine" in no_engine.stderr and "Traceback" not in no_engine.stderr
 
 
-def test_push_errors_are_one_line_with_a_hint(cli_factory, app_repo: Path) -> None:
+def test_push_errors_are_one_line_with_a_hint(cli_factory: Callable[..., Cli], app_repo: Path) -> None:
     cli = cli_factory()
     tag = f"t-{uuid.uuid4().hex[:10]}"  # images from earlier runs stay in the engine: use a fresh tag
     missing_image = cli("push", "--tag", tag)

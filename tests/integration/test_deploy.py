@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import (
+    Cli,
     api_image_id,
     busy,
     commit,
@@ -27,7 +29,7 @@ H1_ROOT = Path("/var/lib/ghtb/h1/root")
 
 
 @pytest.fixture
-def h1(cli_factory, clean_hosts):
+def h1(cli_factory: Callable[..., Cli], clean_hosts: Callable[..., None]) -> Cli:
     clean_hosts("h1")
     return cli_factory(EC2_HOST=H1, HEALTH_TIMEOUT="8")
 
@@ -36,7 +38,7 @@ def version(host_ns: str) -> dict:
     return json.loads(host_http(host_ns, "/health/version"))
 
 
-def test_deploy_drains_a_busy_worker_then_verifies(h1, app_repo: Path) -> None:
+def test_deploy_drains_a_busy_worker_then_verifies(h1: Cli, app_repo: Path) -> None:
     first = commit(app_repo, "v1")
     proc = h1("deploy")
     assert proc.returncode == 0, proc.stderr
@@ -69,7 +71,7 @@ def test_deploy_drains_a_busy_worker_then_verifies(h1, app_repo: Path) -> None:
     assert not list((H1_OPT / ".ghdeploy").glob("docker-config-*"))
 
 
-def test_worker_without_status_endpoint_gets_sigterm(h1, app_repo: Path) -> None:
+def test_worker_without_status_endpoint_gets_sigterm(h1: Cli, app_repo: Path) -> None:
     old = (app_repo / "Dockerfile").read_text().replace("ARG NO_WORKER_STATUS=0", "ARG NO_WORKER_STATUS=1")
     commit(app_repo, "old worker", {"Dockerfile": old})
     assert h1("deploy").returncode == 0
@@ -84,7 +86,7 @@ def test_worker_without_status_endpoint_gets_sigterm(h1, app_repo: Path) -> None
     assert version("h1")["commit_sha"] == new
 
 
-def test_broken_image_rolls_back_to_the_exact_previous_image(h1, app_repo: Path) -> None:
+def test_broken_image_rolls_back_to_the_exact_previous_image(h1: Cli, app_repo: Path) -> None:
     good = commit(app_repo, "good")
     assert h1("deploy").returncode == 0
     before = api_image_id("h1")
@@ -104,7 +106,7 @@ def test_broken_image_rolls_back_to_the_exact_previous_image(h1, app_repo: Path)
     assert history[-1]["from"]["image_id"] == before
 
 
-def test_refusals_before_anything_changes(h1, app_repo: Path, tmp_path: Path) -> None:
+def test_refusals_before_anything_changes(h1: Cli, app_repo: Path, tmp_path: Path) -> None:
     commit(app_repo, "base")
     assert h1("deploy").returncode == 0
     before = containers("h1")
@@ -130,7 +132,7 @@ def test_refusals_before_anything_changes(h1, app_repo: Path, tmp_path: Path) ->
     assert "10.77.1.2" in empty_known.read_text()
 
 
-def test_verify_fails_when_head_moved(h1, app_repo: Path) -> None:
+def test_verify_fails_when_head_moved(h1: Cli, app_repo: Path) -> None:
     deployed = commit(app_repo, "deployed")
     assert h1("deploy").returncode == 0
     moved = commit(app_repo, "not deployed")
@@ -141,7 +143,7 @@ def test_verify_fails_when_head_moved(h1, app_repo: Path) -> None:
     assert doc["ok"] is False and doc["hosts"][0]["running"] == deployed and doc["hosts"][0]["expected"] == moved
 
 
-def test_rollback_command_walks_back_release_by_release(h1, app_repo: Path) -> None:
+def test_rollback_command_walks_back_release_by_release(h1: Cli, app_repo: Path) -> None:
     nothing = h1("rollback")
     assert nothing.returncode == 2 and "nothing to roll back to" in nothing.stderr
 
@@ -168,7 +170,7 @@ def test_rollback_command_walks_back_release_by_release(h1, app_repo: Path) -> N
     assert last.returncode == 2 and "nothing to roll back to" in last.stderr
 
 
-def test_targeted_workers_are_recreated_on_the_new_image(h1, app_repo: Path, testbed_env) -> None:
+def test_targeted_workers_are_recreated_on_the_new_image(h1: Cli, app_repo: Path, testbed_env: dict[str, str]) -> None:
     commit(app_repo, "v1")
     assert h1("deploy").returncode == 0
     image = host_docker("h1", "inspect", "--format", "{{.Config.Image}}", "ghosthands-api-1")
@@ -213,7 +215,7 @@ def test_targeted_workers_are_recreated_on_the_new_image(h1, app_repo: Path, tes
     assert json.loads(host_http("h1", "/worker/health", 3102))["status"] == "idle"
 
 
-def test_a_worker_that_crashes_on_start_is_rolled_back_too(h1, app_repo: Path) -> None:
+def test_a_worker_that_crashes_on_start_is_rolled_back_too(h1: Cli, app_repo: Path) -> None:
     good = commit(app_repo, "good worker")
     assert h1("deploy").returncode == 0
     before = api_image_id("h1")
@@ -233,7 +235,7 @@ def test_a_worker_that_crashes_on_start_is_rolled_back_too(h1, app_repo: Path) -
     assert json.loads(host_http("h1", "/worker/health", 3101))["deploy_safe"] is True
 
 
-def test_rollback_to_a_named_tag(h1, app_repo: Path) -> None:
+def test_rollback_to_a_named_tag(h1: Cli, app_repo: Path) -> None:
     old = commit(app_repo, "old release")
     old_tag = git(app_repo, "rev-parse", "--short", "HEAD")
     assert h1("deploy").returncode == 0
@@ -247,7 +249,7 @@ def test_rollback_to_a_named_tag(h1, app_repo: Path) -> None:
     assert h1("verify", "--expect", old).returncode == 0
 
 
-def test_staging_uses_the_staging_compose_file(h1, app_repo: Path) -> None:
+def test_staging_uses_the_staging_compose_file(h1: Cli, app_repo: Path) -> None:
     sha = commit(app_repo, "staging")
     staging = h1("deploy", extra_env={"GH_ENVIRONMENT": "staging"})
     assert staging.returncode == 0, staging.stderr

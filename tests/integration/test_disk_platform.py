@@ -8,7 +8,7 @@ import io
 import json
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ H1_HISTORY = Path("/var/lib/ghtb/h1/opt/.ghdeploy/history.jsonl")
 
 
 @pytest.fixture
-def h1(cli_factory, clean_hosts) -> Cli:
+def h1(cli_factory: Callable[..., Cli], clean_hosts: Callable[..., None]) -> Cli:
     clean_hosts("h1")
     return cli_factory(EC2_HOST=H1, HEALTH_TIMEOUT="8", RETAIN_RELEASES="2")
 
@@ -63,7 +63,9 @@ def blocked_registry() -> Iterator[None]:
         subprocess.run([*route, "del", "blackhole", "10.88.0.1/32"], check=False)
 
 
-def test_retention_prune_and_rollback_without_the_registry(h1: Cli, app_repo: Path, request) -> None:
+def test_retention_prune_and_rollback_without_the_registry(
+    h1: Cli, app_repo: Path, request: pytest.FixtureRequest
+) -> None:
     # Another application's image on the host: never ours to remove.
     docker_h1("import", "-", "otherapp/web:1", stdin=empty_tar())
     other = host_docker("h1", "image", "inspect", "--format", "{{.Id}}", "otherapp/web:1")

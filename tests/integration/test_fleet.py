@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import api_image_id, commit, containers, host_http, make_broken
+from tests.integration.conftest import Cli, api_image_id, commit, containers, host_http, make_broken
 
 H2, H3 = "root@10.77.2.2", "root@10.77.3.2"
 NOWHERE = "root@10.77.250.2"  # an address no testbed namespace owns: unreachable at once
 
 
 @pytest.fixture
-def fleet(cli_factory, clean_hosts):
+def fleet(cli_factory: Callable[..., Cli], clean_hosts: Callable[..., None]) -> Cli:
     clean_hosts("h2", "h3")
     return cli_factory(EC2_HOST=f"{H2},{H3}", HEALTH_TIMEOUT="6")
 
@@ -25,7 +26,7 @@ def commit_of(ns: str) -> str:
     return json.loads(host_http(ns, "/health/version"))["commit_sha"]
 
 
-def test_rolling_deploy_updates_every_host_in_order(fleet, app_repo: Path) -> None:
+def test_rolling_deploy_updates_every_host_in_order(fleet: Cli, app_repo: Path) -> None:
     sha = commit(app_repo, "fleet v1")
     proc = fleet("deploy")
     assert proc.returncode == 0, proc.stderr
@@ -42,7 +43,7 @@ def test_rolling_deploy_updates_every_host_in_order(fleet, app_repo: Path) -> No
     assert [h["ok"] for h in verify["hosts"]] == [True, True]
 
 
-def test_broken_image_stops_at_the_first_host(fleet, app_repo: Path) -> None:
+def test_broken_image_stops_at_the_first_host(fleet: Cli, app_repo: Path) -> None:
     good = commit(app_repo, "fleet good")
     assert fleet("deploy").returncode == 0
     h2_image = api_image_id("h2")
@@ -60,7 +61,7 @@ def test_broken_image_stops_at_the_first_host(fleet, app_repo: Path) -> None:
     assert commit_of("h3") == good
 
 
-def test_batch_deploys_hosts_together_and_host_narrows(fleet, app_repo: Path) -> None:
+def test_batch_deploys_hosts_together_and_host_narrows(fleet: Cli, app_repo: Path) -> None:
     sha = commit(app_repo, "batch")
     doc = fleet.json("deploy", "--batch", "2")
     assert [h["result"] for h in doc["deploy"]["hosts"]] == ["succeeded", "succeeded"]
@@ -76,7 +77,7 @@ def test_batch_deploys_hosts_together_and_host_narrows(fleet, app_repo: Path) ->
     assert unknown.returncode == 2 and "not among the configured hosts" in unknown.stderr
 
 
-def test_one_bad_host_means_no_host_is_touched(fleet, app_repo: Path) -> None:
+def test_one_bad_host_means_no_host_is_touched(fleet: Cli, app_repo: Path) -> None:
     commit(app_repo, "base")
     assert fleet("deploy").returncode == 0
     before = {ns: containers(ns) for ns in ("h2", "h3")}
@@ -98,7 +99,7 @@ def test_one_bad_host_means_no_host_is_touched(fleet, app_repo: Path) -> None:
     assert {ns: containers(ns) for ns in ("h2", "h3")} == before
 
 
-def test_status_and_verify_report_every_host_even_when_one_is_down(fleet, app_repo: Path) -> None:
+def test_status_and_verify_report_every_host_even_when_one_is_down(fleet: Cli, app_repo: Path) -> None:
     sha = commit(app_repo, "reads")
     assert fleet("deploy").returncode == 0
     env = {"EC2_HOST": f"{H2},{NOWHERE},{H3}"}
@@ -117,7 +118,7 @@ def test_status_and_verify_report_every_host_even_when_one_is_down(fleet, app_re
     assert rows[0]["running"] == sha
 
 
-def test_a_host_that_cannot_pull_stops_the_deploy_before_any_host_is_switched(fleet, app_repo: Path) -> None:
+def test_a_host_that_cannot_pull_stops_the_deploy_before_any_host_is_switched(fleet: Cli, app_repo: Path) -> None:
     good = commit(app_repo, "prepull good")
     assert fleet("deploy").returncode == 0
     before = {ns: containers(ns) for ns in ("h2", "h3")}

@@ -32,7 +32,7 @@ def opt(ns: str) -> Path:
 
 
 @pytest.fixture
-def h1(cli_factory, clean_hosts) -> Cli:
+def h1(cli_factory: Callable[..., Cli], clean_hosts: Callable[..., None]) -> Cli:
     clean_hosts("h1")
     return cli_factory(EC2_HOST=H1, **TIMEOUTS)
 
@@ -208,7 +208,9 @@ def test_sigkill_just_after_up(h1: Cli, two_releases: dict[str, str]) -> None:
     assert image == two_releases["v1 (recorded)"]
 
 
-def test_sigkill_during_the_health_wait_of_a_broken_image(h1: Cli, app_repo: Path, two_releases) -> None:
+def test_sigkill_during_the_health_wait_of_a_broken_image(
+    h1: Cli, app_repo: Path, two_releases: dict[str, str]
+) -> None:
     make_broken(app_repo)
     assert h1("deploy", "--push-only").returncode == 0
     t = killed_at(h1, "waiting for /health", after=3.0)

@@ -7,9 +7,13 @@ import hashlib
 import json
 import ssl
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
+
+from tests.integration.conftest import Cli
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -48,7 +52,9 @@ def push_tiny_image(env: dict[str, str], repo: str, tags: list[str]) -> None:
             assert put.status_code == 201, put.text
 
 
-def test_a_missing_tag_lists_the_closest_and_the_newest(cli_factory, testbed_env, hosts) -> None:
+def test_a_missing_tag_lists_the_closest_and_the_newest(
+    cli_factory: Callable[..., Cli], testbed_env: dict[str, str], hosts: list[str]
+) -> None:
     # A repository of its own: the shared one gathers every run's tags (more than the dry-run
     # listing reads creation times for), and the newest there would be whatever ran last.
     repo = f"input-msg-{uuid.uuid4().hex[:8]}"
@@ -73,7 +79,9 @@ def test_a_missing_tag_lists_the_closest_and_the_newest(cli_factory, testbed_env
     assert "--tag 'release-3': no such tag" in text and "release-2" in text
 
 
-def test_verify_says_which_head_it_compared_and_where_from(cli_factory, app_repo, tmp_path, hosts) -> None:
+def test_verify_says_which_head_it_compared_and_where_from(
+    cli_factory: Callable[..., Cli], app_repo: Path, tmp_path: Path, hosts: list[str]
+) -> None:
     cli = cli_factory(EC2_HOST=hosts[0])
     got = cli("--json", "verify", timeout=120)
     doc = json.loads(got.stdout)

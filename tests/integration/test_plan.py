@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ H1 = "root@10.77.1.2"
 
 
 @pytest.fixture
-def h1(cli_factory, clean_hosts) -> Cli:
+def h1(cli_factory: Callable[..., Cli], clean_hosts: Callable[..., None]) -> Cli:
     clean_hosts("h1")
     return cli_factory(EC2_HOST=H1, HEALTH_TIMEOUT="8")
 

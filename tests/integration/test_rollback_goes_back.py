@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ H1 = "root@10.77.1.2"
 
 
 @pytest.fixture
-def h1(cli_factory, clean_hosts) -> Cli:
+def h1(cli_factory: Callable[..., Cli], clean_hosts: Callable[..., None]) -> Cli:
     clean_hosts("h1")
     return cli_factory(EC2_HOST=H1, **TIMEOUTS)
 

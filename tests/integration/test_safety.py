@@ -69,6 +69,13 @@ def lock_holder(cli: Cli) -> dict | None:
     return doc["hosts"][0]["holder"]
 
 
+def known_key(keys: paramiko.HostKeys, name: str) -> paramiko.PKey:
+    """The one key known_hosts holds for `name`."""
+    entry = keys.lookup(name)
+    assert entry is not None, f"{name} is not in known_hosts"
+    return next(iter(entry.values()))
+
+
 def records(cli: Cli, *args: str) -> list[dict]:
     doc = cli.json("history", *args)
     assert doc["hosts"][0]["error"] is None, doc
@@ -254,7 +261,8 @@ def test_a_deploy_whose_lock_was_released_does_not_free_the_next_holders_lock(h1
     second.wait_for_stderr("draining")
     second.proc.kill()
     second.finish()
-    assert lock_holder(h1)["message"] == "second"
+    holder = lock_holder(h1)
+    assert holder is not None and holder["message"] == "second"
 
     code, out, err = first.finish()
     assert code == 0, f"exit {code}\n{out}\n{err}"
@@ -433,8 +441,8 @@ def test_full_deploy_through_a_jump_host_named_in_ssh_config(
 
     # Host keys are checked under the HostName of each hop (as OpenSSH does), never the alias.
     testbed_known = paramiko.HostKeys(testbed_env["SSH_KNOWN_HOSTS"])
-    j1_key = next(iter(testbed_known.lookup(J1_ADDRESS).values()))
-    h1_key = next(iter(testbed_known.lookup("10.77.1.2").values()))
+    j1_key = known_key(testbed_known, J1_ADDRESS)
+    h1_key = known_key(testbed_known, "10.77.1.2")
     only_h1 = home / "known_hosts_h1"
     only_h1.write_text(f"10.77.1.2 {h1_key.get_name()} {h1_key.get_base64()}\n")
     unknown = cli("--json", "status", extra_env={"SSH_KNOWN_HOSTS": str(only_h1)})
@@ -449,8 +457,8 @@ def test_full_deploy_through_a_jump_host_named_in_ssh_config(
     accepting = cli("status", "--accept-new-host-key", extra_env={"SSH_KNOWN_HOSTS": str(only_h1)})
     assert accepting.returncode == 0, accepting.stdout + accepting.stderr
     recorded = paramiko.HostKeys(str(only_h1))
-    assert recorded.lookup(J1_ADDRESS) is not None and recorded.lookup("j1") is None
-    assert next(iter(recorded.lookup(J1_ADDRESS).values())) == j1_key
+    assert recorded.lookup("j1") is None
+    assert known_key(recorded, J1_ADDRESS) == j1_key
 
 
 # --- 5. interruption ------------------------------------------------------------------------------

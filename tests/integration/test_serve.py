@@ -250,7 +250,9 @@ def payload_for(tag: str, **changes: Any) -> bytes:
 # --- the tests -----------------------------------------------------------------------------------
 
 
-def test_notify_deploys_the_fleet_records_and_calls_back(receivers, app, env, tags, listener) -> None:
+def test_notify_deploys_the_fleet_records_and_calls_back(
+    receivers: Callable[..., Receiver], app: Path, env: dict[str, str], tags: dict[str, str], listener: Listener
+) -> None:
     receiver = receivers([H1, H2, H3], DEPLOY_CALLBACK_URL=listener.url)
     sha = git(app, "rev-parse", "HEAD")
     run_url = "https://ci.example/org/app/actions/runs/41"
@@ -289,7 +291,9 @@ def test_notify_deploys_the_fleet_records_and_calls_back(receivers, app, env, ta
     receiver.wait(first.json()["id"], *FINAL)
 
 
-def test_broken_image_is_rolled_back_recorded_and_called_back(receivers, app, env, tags, listener) -> None:
+def test_broken_image_is_rolled_back_recorded_and_called_back(
+    receivers: Callable[..., Receiver], app: Path, env: dict[str, str], tags: dict[str, str], listener: Listener
+) -> None:
     receiver = receivers([H2, H3], DEPLOY_CALLBACK_URL=listener.url)
     setup = receiver.post(payload_for(tags["b"]))
     assert receiver.wait(setup.json()["id"], *FINAL)["status"] == "succeeded"
@@ -306,7 +310,9 @@ def test_broken_image_is_rolled_back_recorded_and_called_back(receivers, app, en
     assert callback["status"] == "rolled back" and callback["hosts"][0]["result"] == "rolled back"
 
 
-def test_refusals_answer_their_status_and_deploy_nothing(receivers, app, env, tags) -> None:
+def test_refusals_answer_their_status_and_deploy_nothing(
+    receivers: Callable[..., Receiver], app: Path, env: dict[str, str], tags: dict[str, str]
+) -> None:
     receiver = receivers([H3])
     before = containers("h3")
     good = payload_for(tags["c"])
@@ -339,7 +345,9 @@ def test_refusals_answer_their_status_and_deploy_nothing(receivers, app, env, ta
     assert containers("h3") == before
 
 
-def test_three_quick_webhooks_first_runs_middle_superseded_last_runs(receivers, tags) -> None:
+def test_three_quick_webhooks_first_runs_middle_superseded_last_runs(
+    receivers: Callable[..., Receiver], tags: dict[str, str]
+) -> None:
     receiver = receivers([H3])
     base = receiver.post(payload_for(tags["a"]))
     receiver.wait(base.json()["id"], *FINAL)
@@ -358,7 +366,9 @@ def test_three_quick_webhooks_first_runs_middle_superseded_last_runs(receivers, 
     assert version("h3")["image_tag"] == tags["a"]
 
 
-def test_receiver_killed_mid_deploy_is_marked_interrupted_at_restart(receivers, tags, tmp_path, clean_hosts) -> None:
+def test_receiver_killed_mid_deploy_is_marked_interrupted_at_restart(
+    receivers: Callable[..., Receiver], tags: dict[str, str], tmp_path: Path, clean_hosts: Callable[..., None]
+) -> None:
     receiver = receivers([H2])  # SQLite, the default: ./ghdeploy-serve.db in the receiver's directory
     base = receiver.post(payload_for(tags["a"]))
     receiver.wait(base.json()["id"], *FINAL)
@@ -379,7 +389,9 @@ def test_receiver_killed_mid_deploy_is_marked_interrupted_at_restart(receivers, 
         clean_hosts("h2")  # the killed deploy left h2 locked and its worker draining
 
 
-def test_sigterm_lets_the_running_deploy_stop_at_a_safe_point(receivers, tags) -> None:
+def test_sigterm_lets_the_running_deploy_stop_at_a_safe_point(
+    receivers: Callable[..., Receiver], tags: dict[str, str]
+) -> None:
     receiver = receivers([H3])
     base = receiver.post(payload_for(tags["a"]))
     assert receiver.wait(base.json()["id"], *FINAL)["status"] == "succeeded"
@@ -400,7 +412,9 @@ def test_sigterm_lets_the_running_deploy_stop_at_a_safe_point(receivers, tags) -
     assert not Path("/var/lib/ghtb/h3/opt/.ghdeploy/lock").exists()  # and the host's lock is free
 
 
-def test_two_receivers_on_postgresql_never_run_two_deploys_at_once(receivers, tags, testbed_env, tmp_path) -> None:
+def test_two_receivers_on_postgresql_never_run_two_deploys_at_once(
+    receivers: Callable[..., Receiver], tags: dict[str, str], testbed_env: dict[str, str], tmp_path: Path
+) -> None:
     import psycopg
 
     admin = testbed_env["GHTB_PG_URL"]

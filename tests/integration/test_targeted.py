@@ -12,11 +12,12 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import api_image_id, commit, containers, git, host_docker, host_http
+from tests.integration.conftest import Cli, api_image_id, commit, containers, git, host_docker, host_http
 
 H1 = "root@10.77.1.2"
 H1_OPT = Path("/var/lib/ghtb/h1/opt")
@@ -32,7 +33,7 @@ CACHE = """
 
 
 @pytest.fixture
-def h1(cli_factory, clean_hosts):
+def h1(cli_factory: Callable[..., Cli], clean_hosts: Callable[..., None]) -> Iterator[Cli]:
     clean_hosts("h1")
     shutil.rmtree(DATA, ignore_errors=True)
     yield cli_factory(EC2_HOST=H1, HEALTH_TIMEOUT="8")
@@ -60,7 +61,9 @@ def env_of(info: dict) -> dict[str, str]:
     return dict(e.split("=", 1) for e in info["Config"]["Env"])
 
 
-def test_targeted_workers_are_replaced_with_their_whole_configuration(h1, app_repo: Path, testbed_env) -> None:
+def test_targeted_workers_are_replaced_with_their_whole_configuration(
+    h1: Cli, app_repo: Path, testbed_env: dict[str, str]
+) -> None:
     # --- a first deploy on an empty host, whose compose file has a service not using ECR_IMAGE
     compose = H1_OPT / "docker-compose.prod.yml"
     compose.write_text(compose.read_text() + CACHE)
