@@ -110,8 +110,8 @@ def discover_asg(name: str, region: str, address: str, user: str) -> tuple[list[
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from ghdeploy.aws.errors import translate_aws_error
     from ghdeploy.errors import ConfigError
-    from ghdeploy.registry import translate_aws_error
 
     notes: list[str] = []
     try:

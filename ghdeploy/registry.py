@@ -1,24 +1,35 @@
-"""ECR: the authorization token (boto3) and the registry's HTTP API V2 (httpx).
+"""The registry's HTTP API V2 (httpx): digests, tags, moving a tag, an image's platforms and size.
 
-boto3/botocore/httpx are imported inside functions so that `ghdeploy --help` stays fast.
+The ECR token it sends comes from aws/ecr.py (re-exported here: the registry seam's one import).
+httpx is imported inside functions so that `ghdeploy --help` stays fast.
 """
 
 from __future__ import annotations
 
-import base64
-import os
-import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ghdeploy.errors import ConfigError, CredentialsError, RegistryError
+from ghdeploy.aws.ecr import RegistryAuth, check_endpoint, check_repository, get_login, login_once, pushed_at
+from ghdeploy.aws.errors import translate_aws_error
+from ghdeploy.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
     import httpx
 
     from ghdeploy.hostfit import PlatformImage
+
+__all__ = [
+    "RegistryAuth",
+    "check_endpoint",
+    "check_repository",
+    "get_login",
+    "image_platforms",
+    "list_tags",
+    "login_once",
+    "require_digest",
+    "resolve_digest",
+    "tag_manifest",
+    "translate_aws_error",
+]
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -28,157 +39,6 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.oci.image.index.v1+json",
     ]
 )
-
-
-@dataclass(frozen=True)
-class RegistryAuth:
-    registry: str
-    username: str
-    password: str
-    expires_at: float | None = None  # epoch seconds ECR gives for the token (12 h), when known
-
-    def __repr__(self) -> str:  # never show the token, even in a debugger or a log
-        return f"RegistryAuth(registry={self.registry!r}, username={self.username!r}, password=<hidden>)"
-
-
-def _ecr(region: str) -> Any:
-    import boto3
-
-    return boto3.client("ecr", region_name=region)
-
-
-# ghdeploy needs no aws CLI: boto3 reads a profile, SSO's cached login or environment variables.
-CREDENTIALS_HINT = (
-    "no aws CLI is needed: set AWS_PROFILE to a profile in ~/.aws/config (or AWS_ACCESS_KEY_ID and "
-    "AWS_SECRET_ACCESS_KEY); if you use the aws CLI with SSO, run `aws sso login --profile NAME` and set AWS_PROFILE=NAME"
-)
-
-
-def translate_aws_error(exc: Exception, what: str) -> RegistryError:
-    """Turn a botocore exception into one line with what to do."""
-    from botocore import exceptions as bx
-
-    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.ProfileNotFound):
-        found = "the AWS profile named by AWS_PROFILE does not exist" if isinstance(exc, bx.ProfileNotFound) else ""
-        return CredentialsError(f"{what}: {found or 'no AWS credentials found'}", CREDENTIALS_HINT)
-    if isinstance(exc, bx.TokenRetrievalError | bx.UnauthorizedSSOTokenError | bx.SSOTokenLoadError):
-        return CredentialsError(
-            f"{what}: the AWS SSO session has expired",
-            "run `aws sso login --profile NAME` for the profile in AWS_PROFILE, then try again",
-        )
-    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError):
-        return RegistryError(
-            f"{what}: cannot reach the AWS endpoint ({exc})", "check the network, AWS_REGION and AWS_ENDPOINT_URL"
-        )
-    if isinstance(exc, bx.ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        message = exc.response.get("Error", {}).get("Message", "")
-        if code in ("ExpiredTokenException", "ExpiredToken", "RequestExpired"):
-            return CredentialsError(f"{what}: the AWS credentials have expired", f"refresh them; {CREDENTIALS_HINT}")
-        if code in (
-            "UnrecognizedClientException",
-            "InvalidSignatureException",
-            "InvalidClientTokenId",
-            "SignatureDoesNotMatch",
-        ):
-            return CredentialsError(
-                f"{what}: the AWS credentials were rejected ({code})",
-                "check AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and that they belong to AWS_REGION's account)",
-            )
-        if code in ("AccessDeniedException", "AccessDenied"):
-            return RegistryError(
-                f"{what}: access denied ({message})", "ask for ECR push/pull rights on this repository"
-            )
-        return RegistryError(f"{what}: AWS error {code}: {message}")
-    if isinstance(exc, bx.BotoCoreError):
-        return RegistryError(f"{what}: {exc}")
-    raise exc
-
-
-def get_login(region: str, registry: str) -> RegistryAuth:
-    """An ECR authorization token for `registry`, decoded into basic-auth user and password."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        response = _ecr(region).get_authorization_token()
-    except (BotoCoreError, ClientError) as exc:
-        raise translate_aws_error(exc, "ECR login") from None
-    data = response.get("authorizationData") or []
-    if not data:
-        raise RegistryError("ECR returned no authorization data", "check the region and your ECR permissions")
-    check_endpoint(registry, str(data[0].get("proxyEndpoint") or ""))
-    decoded = base64.b64decode(data[0]["authorizationToken"]).decode()
-    username, _, password = decoded.partition(":")
-    expires = data[0].get("expiresAt")
-    return RegistryAuth(
-        registry=registry,
-        username=username,
-        password=password,
-        expires_at=expires.timestamp() if hasattr(expires, "timestamp") else None,
-    )
-
-
-# One ECR login per process and registry: a deploy's push, preflight and every host's pull
-# share it (GetAuthorizationToken once per run, not per step or per host). A long-running
-# process (serve, agent) gets a new token once this one has less than an hour left.
-_LOGINS: dict[tuple[str, str], RegistryAuth] = {}
-_LOGINS_LOCK = threading.Lock()
-_REFRESH_BEFORE = 3600.0
-
-
-def login_once(region: str, registry: str, now: Callable[[], float] = time.time) -> RegistryAuth:
-    """get_login, reused for as long as the token stays valid for more than an hour."""
-    with _LOGINS_LOCK:
-        auth = _LOGINS.get((region, registry))
-        if auth is not None and auth.expires_at is not None and auth.expires_at - now() > _REFRESH_BEFORE:
-            return auth
-        auth = get_login(region, registry)
-        _LOGINS[(region, registry)] = auth
-        return auth
-
-
-OVERRIDE_KEY = "ECR_REGISTRY_OVERRIDE"
-
-
-def check_endpoint(registry: str, proxy_endpoint: str, environ: Mapping[str, str] | None = None) -> None:
-    """The ECR token goes only to the registry ECR issued it for: the host of its proxyEndpoint.
-
-    A stand-in registry (a test bed, a pull-through mirror) is allowed only with
-    ECR_REGISTRY_OVERRIDE=1 in the process environment (config refuses it in an env file), so a
-    committed .env.deploy naming another ECR_REGISTRY cannot send the operator's token there.
-    """
-    from urllib.parse import urlsplit
-
-    expected = (urlsplit(proxy_endpoint).netloc or proxy_endpoint).lower()
-    if expected.endswith(":443"):
-        expected = expected[: -len(":443")]
-    if registry.lower() == expected:
-        return
-    if (os.environ if environ is None else environ).get(OVERRIDE_KEY) == "1":
-        return
-    raise ConfigError(
-        f"ECR_REGISTRY={registry} is not the registry this ECR token is for ({expected or 'none given'}): "
-        "the token is not sent there",
-        (f"set ECR_REGISTRY={expected}" if expected else "check AWS_REGION and the account of your credentials")
-        + f"; for a stand-in registry on purpose, `export {OVERRIDE_KEY}=1` in this shell",
-    )
-
-
-def check_repository(region: str, repository: str) -> None:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        _ecr(region).describe_repositories(repositoryNames=[repository])
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "RepositoryNotFoundException":
-            raise RegistryError(
-                f"ECR repository {repository!r} does not exist in {region}",
-                f"create it (aws ecr create-repository --repository-name {repository} --region {region}) "
-                "or fix ECR_REPOSITORY / AWS_REGION",
-            ) from None
-        raise translate_aws_error(exc, "ECR") from None
-    except BotoCoreError as exc:
-        raise translate_aws_error(exc, "ECR") from None
 
 
 def http_client(timeout: float = 10.0) -> httpx.Client:
@@ -315,24 +175,6 @@ def _pushed_at(auth: RegistryAuth, repository: str, tags: list[str]) -> dict[str
     return {tag: when for tag, when in zip(tags, times, strict=True) if when}
 
 
-def _ecr_pushed_at(region: str, repository: str) -> dict[str, str]:
-    """ECR's own push times of every tag (DescribeImages); {} when the API has none (a plain registry)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    pushed: dict[str, str] = {}
-    try:
-        pages = _ecr(region).get_paginator("describe_images").paginate(repositoryName=repository)
-        for page in pages:
-            for image in page.get("imageDetails", []):
-                when = image.get("imagePushedAt")
-                for tag in image.get("imageTags") or []:
-                    if when is not None:
-                        pushed[tag] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (BotoCoreError, ClientError):
-        return {}
-    return pushed
-
-
 def tag_suggestions(auth: RegistryAuth, repository: str, tag: str, region: str | None = None) -> str:
     """`closest: ...; newest: ...` for a tag that is not there, so a typo is obvious ('' if nothing helps)."""
     import difflib
@@ -347,7 +189,7 @@ def tag_suggestions(auth: RegistryAuth, repository: str, tag: str, region: str |
     close += [t for t in tags if t.startswith(tag) and t not in close][: 3 - len(close)]
     parts = [f"closest: {', '.join(close)}"] if close else []
     candidates = [t for t in tags if t != "latest"]
-    created = {t: when for t, when in (_ecr_pushed_at(region, repository) if region else {}).items() if t in tags}
+    created = {t: when for t, when in (pushed_at(region, repository) if region else {}).items() if t in tags}
     if not created and len(candidates) <= 100:
         # A registry without ECR's API: each tag's image config says when it was built (two requests a tag).
         created = _pushed_at(auth, repository, candidates)

@@ -39,7 +39,7 @@ class FleetTableError(GhdeployError):
 def _translate(exc: Exception, table: str, what: str) -> GhdeployError:
     from botocore.exceptions import ClientError
 
-    from ghdeploy.registry import translate_aws_error
+    from ghdeploy.aws.errors import translate_aws_error
 
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")

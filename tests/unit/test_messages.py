@@ -117,7 +117,7 @@ def test_stopping_the_worker_is_announced_only_when_one_runs(services: dict[str,
 def test_missing_credentials_are_a_preflight_failure_with_both_ways_to_log_in() -> None:
     from botocore.exceptions import NoCredentialsError
 
-    from ghdeploy.registry import translate_aws_error
+    from ghdeploy.aws.errors import translate_aws_error
 
     err = translate_aws_error(NoCredentialsError(), "ECR login")
     assert isinstance(err, CredentialsError)
