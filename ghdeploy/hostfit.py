@@ -1,6 +1,6 @@
 """Will the new image run on these hosts, and fit on their disks? Pure checks, run in preflight.
 
-A host's facts come from one remote command (remote_commands.host_facts): the docker engine's
+A host's facts come from one remote command (remote_day2.host_facts): the docker engine's
 data root, its architecture, and `df` of that root. The image's facts come from the registry
 (registry.image_platforms): the platforms of the manifest or index and the compressed size of
 each. Nothing here does I/O.
@@ -54,7 +54,7 @@ def normalise_arch(machine: str) -> str:
 
 
 def parse_facts(text: str) -> MachineFacts | None:
-    """`root|arch|os` then a `df -Pk` line (see remote_commands.host_facts)."""
+    """`root|arch|os` then a `df -Pk` line (see remote_day2.host_facts)."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or "|" not in lines[0]:
         return None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ghdeploy import hostops
 from ghdeploy import remote_commands as rc
+from ghdeploy import remote_day2 as day2
 from ghdeploy.errors import GhdeployError
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def plan(images: list[dict[str, Any]], in_use: set[str], releases: list[str], re
 
 
 def parse_inventory(text: str) -> tuple[list[dict[str, Any]], set[str]]:
-    images_text, _, containers_text = text.partition(rc.PRUNE_MARKER)
+    images_text, _, containers_text = text.partition(day2.PRUNE_MARKER)
     try:
         images = json.loads(images_text or "[]")
     except ValueError as exc:
@@ -130,7 +131,7 @@ def prune_host(
 ) -> PruneResult:
     """Plan (from the host's history and images) and, unless a dry run, remove."""
     result = PruneResult(host=remote.host.label, dry_run=dry_run)
-    inventory = remote.run(rc.image_inventory(), timeout=120)
+    inventory = remote.run(day2.image_inventory(), timeout=120)
     if inventory.rc != 0:
         result.errors.append(f"could not list images (exit {inventory.rc}): {inventory.stderr.strip()[-200:]}")
         return result
@@ -141,7 +142,7 @@ def prune_host(
         return result
     for removal in result.plan.remove:
         # One image per call: a refusal (an image that came into use meanwhile) stops only that one.
-        res = remote.run(rc.remove_images(removal.refs), timeout=300)
+        res = remote.run(day2.remove_images(removal.refs), timeout=300)
         if res.rc == 0:
             result.removed.append(removal.image_id)
         else:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ghdeploy import agent_status, hostdata, hostops, locks
 from ghdeploy import remote_commands as rc
+from ghdeploy import remote_day2 as day2
 from ghdeploy.errors import GhdeployError, problem_kind
 from ghdeploy.waiting import get_json, worker_health
 
@@ -116,7 +117,7 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
     def disk() -> None:
         from ghdeploy.hostfit import parse_facts
 
-        facts = parse_facts(conn.run(rc.host_facts(), timeout=30).stdout)
+        facts = parse_facts(conn.run(day2.host_facts(), timeout=30).stdout)
         status.disk = facts.to_dict() if facts else None
 
     reads = (containers, endpoints, history, pending, lock, agent, disk)

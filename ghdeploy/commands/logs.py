@@ -1,7 +1,7 @@
 """`ghdeploy logs`: the app's container logs from every host at once.
 
 Per host: one SSH connection, one `docker ps` to find the containers, then one SSH channel per
-container running `docker logs --timestamps` (see remote_commands.container_logs). Without
+container running `docker logs --timestamps` (see remote_day2.container_logs). Without
 --follow the channels are merged in time order by a lazy k-way merge (logmerge.merge), so
 memory holds one line per container plus each channel's flow-control window, whatever the
 size of the logs. With --follow, lines are printed as they arrive, from whichever host.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ghdeploy import logmerge
-from ghdeploy import remote_commands as rc
+from ghdeploy import remote_day2 as day2
 from ghdeploy.config import Config
 from ghdeploy.errors import ConfigError, ExitCode, GhdeployError
 from ghdeploy.hosts import Host, narrow
@@ -113,7 +113,7 @@ class _Session:
         item = _HostLogs(host)
         try:
             item.conn = connect(host, self.settings)
-            listing = item.conn.run(rc.log_containers(), timeout=30)
+            listing = item.conn.run(day2.log_containers(), timeout=30)
             if listing.rc != 0:
                 item.error = f"`docker ps` failed (exit {listing.rc}): {listing.stderr.strip()[-200:]}"
                 return item
@@ -121,7 +121,7 @@ class _Session:
                 host.label, listing.stdout, self.app_dir, self.options.services
             )
             for source in sources:
-                argv = rc.container_logs(
+                argv = day2.container_logs(
                     source.container_id,
                     since=self.options.since,
                     tail=self.options.effective_tail(),
@@ -156,7 +156,7 @@ class _Session:
                     continue  # the next tick's keepalive tells whether the host is gone
 
     def _reattach(self, item: _HostLogs, conn: Connection, attach: Callable[[LogSource, RemoteStream], None]) -> None:
-        listing = conn.run(rc.log_containers(), timeout=30)
+        listing = conn.run(day2.log_containers(), timeout=30)
         if listing.rc != 0:
             return
         sources, _ = logmerge.select_sources(item.host.label, listing.stdout, self.app_dir, self.options.services)
@@ -164,7 +164,7 @@ class _Session:
             if not source.running or source.container_id in item.active:
                 continue
             since = item.last.get(source.container_id, (None, ""))[0]
-            argv = rc.container_logs(source.container_id, since=since, tail=None, follow=True)
+            argv = day2.container_logs(source.container_id, since=since, tail=None, follow=True)
             item.active.add(source.container_id)
             self.sink.notice(f"{item.host.label} {source.service}: following {source.container_id[:12]}")
             attach(source, conn.stream(argv))

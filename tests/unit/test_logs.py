@@ -12,6 +12,7 @@ import pytest
 
 from ghdeploy import logmerge
 from ghdeploy import remote_commands as rc
+from ghdeploy import remote_day2 as day2
 from ghdeploy.commands.logs import LogsOptions, LogsOutcome
 from ghdeploy.errors import ConfigError
 from ghdeploy.logmerge import LogLine, LogSource
@@ -128,7 +129,7 @@ def test_container_logs_argv_runs_docker_with_both_streams_on_stdout(tmp_path: P
     fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "arg:$a"; done\necho "to stderr" >&2\n')
     fake.chmod(0o755)
     evil = "c1; rm -rf / $(id)"
-    argv = rc.container_logs(evil, since="10m", tail=5, follow=True)
+    argv = day2.container_logs(evil, since="10m", tail=5, follow=True)
     proc = subprocess.run(
         ["sh", "-c", rc.render(argv)], capture_output=True, text=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}
     )
@@ -145,7 +146,7 @@ def test_container_logs_argv_runs_docker_with_both_streams_on_stdout(tmp_path: P
         "to stderr",
     ]
     assert proc.stderr == ""
-    assert "--follow" not in rc.container_logs("c", since=None, tail=None, follow=False)
+    assert "--follow" not in day2.container_logs("c", since=None, tail=None, follow=False)
 
 
 def test_printer_aligns_prefixes_and_prints_plain_when_not_a_terminal() -> None:

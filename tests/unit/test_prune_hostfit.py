@@ -9,6 +9,7 @@ import pytest
 
 from ghdeploy import hostfit, prune
 from ghdeploy import remote_commands as rc
+from ghdeploy import remote_day2 as day2
 from ghdeploy.hostfit import MachineFacts, PlatformImage
 from ghdeploy.progress import NullReporter
 
@@ -57,7 +58,7 @@ def test_plan_keeps_releases_and_used_images_and_never_touches_other_apps() -> N
 
 
 def test_inventory_is_parsed_from_one_call() -> None:
-    text = '[{"Id": "sha256:1", "RepoTags": []}]\n' + rc.PRUNE_MARKER + "\nsha256:1\nsha256:2\n"
+    text = '[{"Id": "sha256:1", "RepoTags": []}]\n' + day2.PRUNE_MARKER + "\nsha256:1\nsha256:2\n"
     images, in_use = prune.parse_inventory(text)
     assert images == [{"Id": "sha256:1", "RepoTags": []}] and in_use == {"sha256:1", "sha256:2"}
 
@@ -70,7 +71,7 @@ def test_prune_host_removes_one_image_per_call_and_reports_refusals() -> None:
     inventory = (
         json.dumps([{"Id": iid(n), "RepoTags": [f"{REPO}:v{n}"], "Size": 1} for n in (1, 2, 3)])
         + "\n"
-        + rc.PRUNE_MARKER
+        + day2.PRUNE_MARKER
         + "\n"
         + iid(3)
         + "\n"
@@ -82,7 +83,7 @@ def test_prune_host_removes_one_image_per_call_and_reports_refusals() -> None:
 
         def run(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
             calls.append(argv)
-            if argv == rc.image_inventory():
+            if argv == day2.image_inventory():
                 return CommandResult(0, inventory, "")
             if argv[:2] == ["docker", "rmi"]:
                 if argv[2].endswith(":v2"):

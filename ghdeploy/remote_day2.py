@@ -1,0 +1,75 @@
+"""The commands the day-2 tools run on a host (logs, disk and platform checks, prune), built as data.
+
+The rules of remote_commands.py hold here too: argv lists joined with shlex.join on the host, and
+a constant `sh -c` script takes every value as a positional parameter, never by interpolation.
+"""
+
+from __future__ import annotations
+
+from ghdeploy.remote_commands import Argv
+
+# --- logs ----------------------------------------------------------------------------------------
+
+# One row per container: ID, name, compose working dir, compose service, one-off flag, gh.role, state.
+LOG_CONTAINER_FORMAT = (
+    '{{.ID}}\t{{.Names}}\t{{.Label "com.docker.compose.project.working_dir"}}\t'
+    '{{.Label "com.docker.compose.service"}}\t{{.Label "com.docker.compose.oneoff"}}\t'
+    '{{.Label "gh.role"}}\t{{.State}}'
+)
+
+
+def log_containers() -> Argv:
+    """Every container on the host, one tab-separated row each (logmerge.select_sources picks).
+
+    One `docker ps` instead of one per label filter (filters on different labels are ANDed).
+    """
+    return ["docker", "ps", "--all", "--no-trunc", "--format", LOG_CONTAINER_FORMAT]
+
+
+def container_logs(container_id: str, *, since: str | None, tail: int | None, follow: bool) -> Argv:
+    """`docker logs --timestamps` of one container, its stderr and stdout on one stream.
+
+    The docker CLI writes the container's two streams in their original order; sending both to
+    the same pipe keeps that order, so each container is one time-ordered source.
+    """
+    args = ["--timestamps"]
+    if since:
+        args += ["--since", since]
+    if tail is not None:
+        args += ["--tail", str(tail)]
+    if follow:
+        args.append("--follow")
+    return ["sh", "-c", 'exec docker logs "$@" 2>&1', "sh", *args, "--", container_id]
+
+
+# --- disk and platform, prune -------------------------------------------------------------------
+
+
+def host_facts() -> Argv:
+    """The engine's data root, architecture and OS, then `df -Pk` of that root (hostfit.parse_facts)."""
+    script = (
+        "facts=$(docker info --format '{{.DockerRootDir}}|{{.Architecture}}|{{.OSType}}') || exit 12; "
+        'echo "$facts"; df -Pk "${facts%%|*}" | tail -n 1'
+    )
+    return ["sh", "-c", script]
+
+
+PRUNE_MARKER = "--- containers ---"
+
+
+def image_inventory() -> Argv:
+    """Every image (docker image inspect JSON), a marker line, then the image ID of every container
+    (running or stopped): what prune.plan needs to decide, in one call."""
+    script = (
+        "ids=$(docker image ls --all --quiet --no-trunc | sort -u) || exit 1; "
+        'if [ -n "$ids" ]; then docker image inspect $ids || exit 1; else echo "[]"; fi; '
+        'echo "$1"; '
+        "cids=$(docker ps --all --quiet --no-trunc) || exit 1; "
+        'if [ -n "$cids" ]; then docker inspect --type container --format "{{.Image}}" $cids || exit 1; fi'
+    )
+    return ["sh", "-c", script, "sh", PRUNE_MARKER]
+
+
+def remove_images(refs: list[str]) -> Argv:
+    """`docker rmi` without --force: the engine itself refuses an image a container uses."""
+    return ["docker", "rmi", *refs]
