@@ -45,9 +45,10 @@ def ensure_engine() -> str:
     return proc.stdout.strip()
 
 
-def image_id(ref: str) -> str | None:
+def _inspect(ref: str, template: str) -> str | None:
+    """`docker image inspect --format TEMPLATE` of a local image; None when there is no such image."""
     proc = subprocess.run(
-        [_docker_bin(), "image", "inspect", "--format", "{{.Id}}", ref],
+        [_docker_bin(), "image", "inspect", "--format", template, ref],
         capture_output=True,
         text=True,
         check=False,
@@ -55,15 +56,14 @@ def image_id(ref: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def image_id(ref: str) -> str | None:
+    return _inspect(ref, "{{.Id}}")
+
+
 def image_platform(ref: str) -> str | None:
     """`os/architecture[/variant]` of a local image, as its config says."""
-    proc = subprocess.run(
-        [_docker_bin(), "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}/{{.Variant}}", ref],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip().rstrip("/") if proc.returncode == 0 else None
+    found = _inspect(ref, "{{.Os}}/{{.Architecture}}/{{.Variant}}")
+    return found.rstrip("/") if found is not None else None
 
 
 def _stream(

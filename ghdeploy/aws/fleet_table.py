@@ -21,6 +21,8 @@ from ghdeploy.errors import ConfigError, GhdeployError, RegistryError
 
 LEASE_PREFIX = "lease#"
 FAILED_PREFIX = "failed#"
+# DynamoDB's answer when a write's condition does not hold (the slot is someone else's).
+CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 @dataclass(frozen=True)
@@ -81,26 +83,34 @@ class FleetTable:
         except (BotoCoreError, ClientError) as exc:
             raise _translate(exc, self.name, what) from None
 
+    def _done(self, what: str, operation: str, unless: str, **params: Any) -> bool:
+        """Send a write (`put_item`, ...); False when DynamoDB refused it with the error code `unless`
+        (a condition not met, a table already there), any other error translated."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            getattr(self.client, operation)(**params)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == unless:
+                return False
+            raise _translate(exc, self.name, what) from None
+        except BotoCoreError as exc:
+            raise _translate(exc, self.name, what) from None
+        return True
+
     # --- setup --------------------------------------------------------------------------------
 
     def create_or_exists(self) -> bool:
         """True if created now, False if it was already there."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.create_table(
-                TableName=self.name,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            created = True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                raise _translate(exc, self.name, "create") from None
-            created = False
-        except BotoCoreError as exc:
-            raise _translate(exc, self.name, "create") from None
+        created = self._done(
+            "create",
+            "create_table",
+            unless="ResourceInUseException",
+            TableName=self.name,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         self._wait_active()
         return created
 
@@ -142,76 +152,60 @@ class FleetTable:
 
     def acquire(self, holder: str, token: str, digest: str, batch: int, ttl: float) -> Lease | None:
         """Take a free (or expired, or already our host's) slot among `batch`; None if all are busy."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         for slot in range(max(1, batch)):
             now = self._now()
             expires = now + ttl
-            try:
-                self.client.put_item(
-                    TableName=self.name,
-                    Item={
-                        "pk": {"S": f"{LEASE_PREFIX}{slot}"},
-                        "holder": {"S": holder},
-                        "token": {"S": token},
-                        "digest": {"S": digest},
-                        "expires": {"N": f"{expires:.3f}"},
-                    },
-                    # A restarted agent on the same host may take over its own dead process's slot.
-                    ConditionExpression="attribute_not_exists(pk) OR #e < :now OR #h = :holder",
-                    ExpressionAttributeNames={"#e": "expires", "#h": "holder"},
-                    ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":holder": {"S": holder}},
-                )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    continue
-                raise _translate(exc, self.name, "take a lease") from None
-            except BotoCoreError as exc:
-                raise _translate(exc, self.name, "take a lease") from None
-            return Lease(slot=slot, holder=holder, token=token, digest=digest, expires=expires)
+            taken = self._done(
+                "take a lease",
+                "put_item",
+                unless=CONDITION_FAILED,
+                TableName=self.name,
+                Item={
+                    "pk": {"S": f"{LEASE_PREFIX}{slot}"},
+                    "holder": {"S": holder},
+                    "token": {"S": token},
+                    "digest": {"S": digest},
+                    "expires": {"N": f"{expires:.3f}"},
+                },
+                # A restarted agent on the same host may take over its own dead process's slot.
+                ConditionExpression="attribute_not_exists(pk) OR #e < :now OR #h = :holder",
+                ExpressionAttributeNames={"#e": "expires", "#h": "holder"},
+                ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":holder": {"S": holder}},
+            )
+            if taken:
+                return Lease(slot=slot, holder=holder, token=token, digest=digest, expires=expires)
         return None
 
     def renew(self, lease: Lease, ttl: float) -> Lease | None:
         """Push the expiry out; None if the lease is no longer ours (it expired and was taken)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         expires = self._now() + ttl
-        try:
-            self.client.update_item(
-                TableName=self.name,
-                Key={"pk": {"S": f"{LEASE_PREFIX}{lease.slot}"}},
-                UpdateExpression="SET #e = :e",
-                ConditionExpression="#t = :t",
-                ExpressionAttributeNames={"#e": "expires", "#t": "token"},
-                ExpressionAttributeValues={":e": {"N": f"{expires:.3f}"}, ":t": {"S": lease.token}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise _translate(exc, self.name, "renew the lease") from None
-        except BotoCoreError as exc:
-            raise _translate(exc, self.name, "renew the lease") from None
+        renewed = self._done(
+            "renew the lease",
+            "update_item",
+            unless=CONDITION_FAILED,
+            TableName=self.name,
+            Key={"pk": {"S": f"{LEASE_PREFIX}{lease.slot}"}},
+            UpdateExpression="SET #e = :e",
+            ConditionExpression="#t = :t",
+            ExpressionAttributeNames={"#e": "expires", "#t": "token"},
+            ExpressionAttributeValues={":e": {"N": f"{expires:.3f}"}, ":t": {"S": lease.token}},
+        )
+        if not renewed:
+            return None
         return Lease(slot=lease.slot, holder=lease.holder, token=lease.token, digest=lease.digest, expires=expires)
 
     def release(self, lease: Lease) -> bool:
         """Free our slot; False if it was not ours any more."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.delete_item(
-                TableName=self.name,
-                Key={"pk": {"S": f"{LEASE_PREFIX}{lease.slot}"}},
-                ConditionExpression="#t = :t",
-                ExpressionAttributeNames={"#t": "token"},
-                ExpressionAttributeValues={":t": {"S": lease.token}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise _translate(exc, self.name, "release the lease") from None
-        except BotoCoreError as exc:
-            raise _translate(exc, self.name, "release the lease") from None
-        return True
+        return self._done(
+            "release the lease",
+            "delete_item",
+            unless=CONDITION_FAILED,
+            TableName=self.name,
+            Key={"pk": {"S": f"{LEASE_PREFIX}{lease.slot}"}},
+            ConditionExpression="#t = :t",
+            ExpressionAttributeNames={"#t": "token"},
+            ExpressionAttributeValues={":t": {"S": lease.token}},
+        )
 
     def holders(self, batch: int) -> list[dict[str, Any]]:
         """The live leases among the first `batch` slots (for 'waiting for ...' messages)."""

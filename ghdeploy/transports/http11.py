@@ -18,8 +18,9 @@ from __future__ import annotations
 import json as jsonlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Protocol
+
+from ghdeploy.transports.base import Closing
 
 _READ_CHUNK = 65536
 
@@ -96,7 +97,7 @@ class Request:
 Handler = Callable[[Request], Response]
 
 
-class Client:
+class Client(Closing):
     """GET/POST to http://HOST:PORT/... through streams from `opener`. Not pooled; thread-safe.
 
     With `handler` instead of an opener, requests are answered by it (no stream at all).
@@ -110,17 +111,6 @@ class Client:
         self._handler = handler
         self.timeout = timeout
         self.on_request: list[Callable[[Request], None]] = []
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Nothing stays open between requests; kept so a client is used like any other."""

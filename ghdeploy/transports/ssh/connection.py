@@ -13,12 +13,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Hashable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ghdeploy.errors import GhdeployError, SSHError
 from ghdeploy.hosts import Host
-from ghdeploy.transports.base import checked
+from ghdeploy.transports.base import Closing, checked
 from ghdeploy.transports.ssh import runner
 from ghdeploy.transports.ssh.diagnose import load_private_key, translate_connect_error
 from ghdeploy.transports.ssh.hostkeys import changed_key_error, load_known_hosts, policy_class
@@ -222,7 +221,7 @@ def _watch_peer(transport: paramiko.Transport, every: float, limit: float) -> No
     threading.Thread(target=watch, daemon=True).start()
 
 
-class Connection:
+class Connection(Closing):
     """An authenticated SSH connection to one host. Thread-safe: channels are independent."""
 
     def __init__(
@@ -243,17 +242,6 @@ class Connection:
         transport = clients[-1].get_transport()
         assert transport is not None
         self._transport: paramiko.Transport = transport
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Connection {self.host.label}>"
