@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ghdeploy.errors import SSHError
 from ghdeploy.transports.base import CommandResult
+from ghdeploy.transports.ssh import channel_io
 
 if TYPE_CHECKING:
     import paramiko
@@ -67,8 +68,10 @@ def run(
         if stdin:
             workers.append(_thread(_feed, chan, stdin))
         else:
-            # EOF right away: a command that reads stdin must not wait for us forever.
-            chan.shutdown_write()
+            # EOF right away: a command that reads stdin must not wait for us forever. (Not
+            # chan.shutdown_write(): a command that already ended would make sshd drop the
+            # whole connection, see channel_io.)
+            channel_io.send_eof(chan)
         for worker in workers:
             worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             if worker.is_alive():
@@ -117,8 +120,8 @@ def _drain(read: Callable[[int], bytes], sink: list[bytes]) -> None:
 
 def _feed(chan: paramiko.Channel, data: bytes) -> None:
     try:
-        chan.sendall(data)
-        chan.shutdown_write()
+        channel_io.send_all(chan, data)
+        channel_io.send_eof(chan)
     except (OSError, EOFError):
         # The command exited without reading all of stdin; its rc and stderr tell why.
         return

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ghdeploy.transports.ssh import channel_io
 from ghdeploy.transports.ssh.runner import lost, open_timeout
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def start(transport: paramiko.Transport, label: str, connect_timeout: float, arg
         if chan is None:  # only in the stubs' types; paramiko raises instead
             raise paramiko.SSHException("could not open a session channel")
         chan.exec_command(command)
-        chan.shutdown_write()
+        channel_io.send_eof(chan)  # not shutdown_write(): see channel_io
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise lost(label, exc, f"starting `{command}`") from exc
     return RemoteStream(chan, transport)

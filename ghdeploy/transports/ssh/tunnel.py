@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ghdeploy.transports.http11 import Client, ConnectError, ConnectTimeout, Opener, Stream
+from ghdeploy.transports.ssh import channel_io
 
 if TYPE_CHECKING:
     import paramiko
@@ -33,9 +34,29 @@ def channel_opener(transport: paramiko.Transport, label: str) -> Opener:
             raise ConnectError(f"{label}: SSH connection unusable for a tunnel to {host}:{port} ({exc})") from exc
         except (OSError, EOFError) as exc:
             raise ConnectError(f"{label}: SSH connection lost opening a tunnel to {host}:{port} ({exc})") from exc
-        return chan
+        return _OrderedStream(chan)
 
     return open_channel
+
+
+class _OrderedStream:
+    """The channel as an http11 Stream, its request sent so that an app that closes before
+    reading it (restarting) cannot make sshd drop the whole connection (see channel_io)."""
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self._chan = chan
+
+    def sendall(self, data: bytes) -> None:
+        channel_io.send_all(self._chan, data)
+
+    def recv(self, size: int) -> bytes:
+        return self._chan.recv(size)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._chan.settimeout(timeout)
+
+    def close(self) -> None:
+        self._chan.close()
 
 
 def http_client(transport: paramiko.Transport, label: str, timeout: float = 5.0) -> Client:
