@@ -32,7 +32,8 @@ _INTERNALS = ("lock", "closed", "eof_sent", "_send_eof", "remote_chanid", "out_b
 
 def _ordered(chan: paramiko.Channel) -> Any | None:
     """The channel's transport, if both have the internals the ordered send needs."""
-    transport: Any = chan.get_transport()
+    get_transport = getattr(chan, "get_transport", None)
+    transport: Any = get_transport() if get_transport is not None else None
     if transport is None or not all(hasattr(chan, name) for name in _INTERNALS):
         return None
     if not all(hasattr(transport, name) for name in ("clear_to_send", "clear_to_send_lock", "_send_message")):
