@@ -37,7 +37,17 @@ _started: dict[tuple[str, SSHSettings], Future[Connection]] = {}
 
 
 def start(hosts: list[Host], settings: SSHSettings) -> None:
-    """Begin connecting to `hosts` (each in its own daemon thread); `take` collects them."""
+    """Begin connecting to `hosts` (each in its own daemon thread); `take` collects them.
+
+    paramiko is imported here, in the caller's thread, before the connect threads start: that
+    import is CPU work on the connection's critical path, and done in a thread it would share
+    the interpreter with the caller's own imports and finish later. The handshakes that follow
+    are mostly waiting on the network, which is what the caller's work overlaps with.
+    """
+    from ghdeploy.transports.ssh.importing import import_paramiko
+
+    if hosts:
+        import_paramiko(settings.ssh_config)
     with _lock:
         for host in hosts[:AHEAD_LIMIT]:
             key = (host.label, settings)
