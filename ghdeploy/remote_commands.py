@@ -133,14 +133,21 @@ def inspect_app_containers(layout: RemoteLayout) -> Argv:
 
     Compose labels each container with its project's working directory (the app directory), so
     the app's containers are found with plain `docker ps`: no compose process to start, which
-    costs ~100 ms of CPU on the host at every status and deploy.
+    costs ~100 ms of CPU on the host at every status and deploy. One `docker ps` lists every
+    container with both labels and awk keeps ours (a second `docker ps` costs 20-40 ms); the
+    app directory and the label reach awk through its environment, never through its program.
     """
+    role_key, _, role = TARGETED_LABEL.partition("=")
+    columns = "\t".join(
+        ["{{.ID}}", '{{.Label "com.docker.compose.project.working_dir"}}', f'{{{{.Label "{role_key}"}}}}']
+    )
     script = (
-        'ids=$(docker ps --all --quiet --no-trunc --filter "label=com.docker.compose.project.working_dir=$1" '
-        '&& docker ps --all --quiet --no-trunc --filter "label=$2") || exit 1; '
+        'rows=$(docker ps --all --no-trunc --format "$3") || exit 1; '
+        'ids=$(printf \'%s\\n\' "$rows" | D="$1" R="$2" awk -F \'\\t\' '
+        '\'$1 != "" && ($2 == ENVIRON["D"] || $3 == ENVIRON["R"]) { print $1 }\'); '
         'if [ -z "$ids" ]; then echo "[]"; else docker inspect --type container $ids; fi'
     )
-    return ["sh", "-c", script, "sh", layout.app_dir, TARGETED_LABEL]
+    return ["sh", "-c", script, "sh", layout.app_dir, role, columns]
 
 
 def image_inspect(refs: list[str]) -> Argv:

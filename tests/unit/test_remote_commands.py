@@ -101,9 +101,46 @@ def test_compose_services_probe() -> None:
 
 def test_inspect_app_containers_passes_the_app_dir_as_a_parameter() -> None:
     argv = rc.inspect_app_containers(LAYOUT)
-    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["sh", "/opt/ghosthands", "gh.role=targeted-worker"]
-    assert "com.docker.compose.project.working_dir=$1" in argv[2]
+    assert argv[:2] == ["sh", "-c"] and argv[3:5] == ["sh", "/opt/ghosthands"] and argv[5] == "targeted-worker"
+    assert 'ENVIRON["D"]' in argv[2] and 'D="$1"' in argv[2]
     assert "/opt/ghosthands" not in argv[2]  # the value only ever arrives as "$1"
+
+
+FAKE_DOCKER_PS = """#!/bin/sh
+case "$1" in
+  ps) printf '%s\n' "$ROWS" ;;
+  inspect) shift 3; printf '['; sep=''; for id in "$@"; do printf '%s{"Id": "%s"}' "$sep" "$id"; sep=','; done; echo ']' ;;
+esac
+"""
+
+
+def test_inspect_app_containers_keeps_the_apps_and_the_targeted_workers(tmp_path: Path) -> None:
+    """The real script, run by sh against a stand-in docker: one `docker ps` with both labels,
+    awk keeps the app directory's containers and the targeted workers (an empty label column
+    stays a column), others' containers are left out; an app dir with spaces is one value."""
+    import json
+    import os
+    import subprocess
+
+    (tmp_path / "docker").write_text(FAKE_DOCKER_PS)
+    (tmp_path / "docker").chmod(0o755)
+    app_dir = "/opt/ghost hands"
+    rows = "\n".join(
+        [
+            f"aaa\t{app_dir}\t",  # the app's api
+            "bbb\t\ttargeted-worker",  # a targeted worker: no compose label
+            "ccc\t/opt/other\t",  # another project
+            "ddd\t/opt/ghost\t",  # a prefix of ours is not ours
+            f"eee\t{app_dir}\ttargeted-worker",
+        ]
+    )
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "ROWS": rows}
+    layout = rc.RemoteLayout(app_dir, f"{app_dir}/docker-compose.prod.yml")
+    out = subprocess.run(rc.inspect_app_containers(layout), env=env, capture_output=True, text=True, check=True)
+    assert [c["Id"] for c in json.loads(out.stdout)] == ["aaa", "bbb", "eee"]
+    env["ROWS"] = "ccc\t/opt/other\t"
+    out = subprocess.run(rc.inspect_app_containers(layout), env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_compose_with_a_tag_reference() -> None:
