@@ -915,6 +915,21 @@ def _list_global_options(group: Any) -> None:
         _list_global_options(sub)
 
 
+def _link_lost(cause: EOFError) -> int:
+    from ghdeploy import render_errors
+    from ghdeploy.errors import OperationFailed
+
+    error = OperationFailed(
+        f"an SSH connection was lost ({cause or 'connection closed'}) and the command could not finish",
+        "run `ghdeploy status`: a host a deploy or rollback was changing heals itself (its guardian "
+        "puts the recorded image back and frees the lock); then re-run",
+    )
+    if STATE.json:
+        render_errors.error_json(error)
+    render_errors.print_error(error.message, error.hint)
+    return int(error.exit_code)
+
+
 def main(argv: list[str] | None = None) -> int:
     click = _click_exceptions()
     given = sys.argv[1:] if argv is None else list(argv)
@@ -932,7 +947,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, EOFError):
+            # click turns ANY EOFError from a command into Abort (a prompt's own EOF is raised
+            # `from None`). From a command's body it is paramiko's bare EOFError of a link that
+            # died: a failure, never an interrupt (exit 130 would tell a script Ctrl-C was pressed).
+            return _link_lost(exc.__cause__)
         sys.stderr.write("aborted\n")
         return int(ExitCode.INTERRUPTED)
     except click.ClickException as exc:

@@ -230,6 +230,10 @@ def link_up(conn: Remote) -> bool:
     return True
 
 
+def link_lost(label: str, exc: BaseException) -> SSHError:
+    return SSHError(label, f"SSH connection lost ({exc or type(exc).__name__})", "check the host's network")
+
+
 def connection_lost(conn: Remote) -> bool:
     alive = getattr(conn, "alive", None)
     return alive is not None and not alive()
@@ -628,7 +632,10 @@ def run_host(op: Operation, conn: Remote, target: Target, action: Action | str =
         assert guard is not None
         taken_over(op, guard, result, point)
         left_to_guardian = True
-    except (GhdeployError, Cancelled) as exc:
+    except (GhdeployError, Cancelled, EOFError, OSError) as caught:
+        # paramiko's bare EOFError (or an OSError) of a link that died under a command: the host
+        # is lost, as with our own SSHError, never an interrupt (click would say "aborted", 130).
+        exc = caught if isinstance(caught, GhdeployError | Cancelled) else link_lost(label, caught)
         interrupted = isinstance(exc, Cancelled)
         result.error = "interrupted" if interrupted else unlabel(str(exc), label)
         if not changed:

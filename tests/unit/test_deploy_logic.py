@@ -457,6 +457,44 @@ def test_a_host_we_cannot_reach_again_is_unconfirmed_and_left_to_heal(monkeypatc
     assert steps.calls.count("reconnect") > 3
 
 
+@pytest.mark.parametrize("raw", [EOFError(), OSError("Socket is closed")], ids=["EOFError", "OSError"])
+def test_a_raw_transport_error_mid_switch_is_a_lost_link_not_an_interrupt(
+    monkeypatch: pytest.MonkeyPatch, raw: BaseException
+) -> None:
+    # paramiko raises a bare EOFError when a socket write hits a dead link; click would turn it
+    # into "aborted" (exit 130) if it left the engine.
+    steps = Steps(monkeypatch)
+    conn = LinkConn("h1", steps.calls, can_reconnect=False)
+
+    def switch(*args: Any, **kwargs: Any) -> None:
+        conn.up = False
+        raise raw
+
+    monkeypatch.setattr(engine, "switch_to", switch)
+    guard = FakeGuard(steps.calls)
+    op = guarded(monkeypatch, steps, guard)
+    now = [0.0]
+    op.clock = Clock(sleep=lambda s: now.__setitem__(0, now[0] + s), now=lambda: now[0])
+    result = engine.run_host(op, conn, TARGET)
+    assert result.result == "unconfirmed"
+    assert "SSH connection lost" in (result.error or "")
+    assert any("puts back old by itself" in n for n in result.notes), result.notes
+
+
+def test_a_raw_eof_mid_switch_with_the_link_back_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch)
+    conn = LinkConn("h1", steps.calls)
+
+    def health(*args: Any, **kwargs: Any) -> float:
+        conn.up = False
+        raise EOFError()
+
+    monkeypatch.setattr(engine, "wait_healthy", health)
+    result = engine.run_host(guarded(monkeypatch, steps, FakeGuard(steps.calls)), conn, TARGET)
+    assert result.result == "rolled back"
+    assert steps.calls[-6:] == ["reconnect", "renew", "restore", "hold", "clear_pending", "unhold"]
+
+
 def test_the_known_good_chain_survives_a_second_killed_deploy(monkeypatch: pytest.MonkeyPatch) -> None:
     Steps(monkeypatch, fail={"health": OperationFailed("h1: /health did not answer 200 within 5s")})
     good = {"image_id": "sha256:" + "9" * 64, "ref": "reg/gh:good"}

@@ -19,6 +19,7 @@ _send_message; stable since paramiko 2.x); without them it falls back to paramik
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,8 @@ def send_eof(chan: paramiko.Channel, timeout: float = 30.0) -> None:
     """`chan.shutdown_write()`, but never after our CLOSE (see the module docstring)."""
     transport = _ordered(chan)
     if transport is None:
-        chan.shutdown_write()
+        with contextlib.suppress(OSError, EOFError):
+            chan.shutdown_write()
         return
     c: Any = chan
 
@@ -90,8 +92,11 @@ def send_eof(chan: paramiko.Channel, timeout: float = 30.0) -> None:
 
     try:
         _send_locked(c, transport, build, time.monotonic() + timeout)
-    except OSError:
-        return  # the link is gone: there is nobody to tell
+    except (OSError, EOFError):
+        # The link is gone (paramiko's socket write raises a bare EOFError): nobody to tell, and
+        # the caller's read sees the end. An EOFError let out here once reached click, which
+        # turned it into "aborted" and exit 130.
+        return
 
 
 def send_all(chan: paramiko.Channel, data: bytes, timeout: float = 30.0) -> None:
@@ -132,5 +137,15 @@ def send_all(chan: paramiko.Channel, data: bytes, timeout: float = 30.0) -> None
         return message, size
 
     deadline = time.monotonic() + timeout
-    while view:
-        view = view[_send_locked(c, transport, build, deadline, ready) :]
+    try:
+        while view:
+            view = view[_send_locked(c, transport, build, deadline, ready) :]
+    except EOFError as exc:  # paramiko's socket write on a dead link
+        raise OSError("connection closed") from exc
+
+
+def close(chan: paramiko.Channel) -> None:
+    """`chan.close()`, which sends CLOSE: on a link that just died paramiko's socket write raises a
+    bare EOFError (click would call it "aborted"). The link is gone; the channel is closed anyway."""
+    with contextlib.suppress(OSError, EOFError):
+        chan.close()

@@ -94,7 +94,7 @@ def run(
             raise lost(label, EOFError("connection closed"), f"running `{command}`")
     finally:
         # Closing also wakes any reader still blocked (on timeout) so its thread ends.
-        chan.close()
+        channel_io.close(chan)
     return CommandResult(
         rc=rc,
         stdout=b"".join(out).decode("utf-8", "replace"),

@@ -110,4 +110,4 @@ class RemoteStream:
         return b"".join(self._stderr).decode("utf-8", "replace").strip()[-300:]
 
     def close(self) -> None:
-        self._chan.close()
+        channel_io.close(self._chan)

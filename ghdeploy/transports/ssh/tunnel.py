@@ -56,7 +56,7 @@ class _OrderedStream:
         self._chan.settimeout(timeout)
 
     def close(self) -> None:
-        self._chan.close()
+        channel_io.close(self._chan)
 
 
 def http_client(transport: paramiko.Transport, label: str, timeout: float = 5.0) -> Client:
