@@ -1,11 +1,12 @@
 """`ghdeploy agent`: on a host, follow AGENT_TAG in the registry and deploy each new digest here.
 
-Each poll: an ECR token (boto3's chain; renewed well before it expires), tag -> digest with a
-HEAD through the registry's V2 API, compared with the repo digest the api/worker run. A new
-digest is deployed BY DIGEST (`<registry>/<repo>@sha256:...`, so a tag that moves mid-deploy
-cannot mix two images) by the same per-host engine as `ghdeploy deploy`, over the local
-transport, under the same host lock. A digest that was rolled back here (or, with a fleet
-table, anywhere) is not tried again: the agent waits for the tag to point somewhere new.
+Each poll: an ECR token (boto3's chain; renewed well before it expires: agent_token.py), tag ->
+digest with a HEAD through the registry's V2 API, compared with the repo digest the api/worker
+run. A new digest is deployed BY DIGEST (`<registry>/<repo>@sha256:...`, so a tag that moves
+mid-deploy cannot mix two images) by the same per-host engine as `ghdeploy deploy`, over the local
+transport, under the same host lock. A digest that was rolled back here (or, with a fleet table,
+anywhere: agent_fleet.py) is not tried again: the agent waits for the tag to point somewhere new
+(agent_outcome.py).
 """
 
 from __future__ import annotations
@@ -15,14 +16,25 @@ import json
 import os
 import secrets
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ghdeploy import __version__, agent_status, hostops, locks, records, registry
+from ghdeploy import __version__, agent_status, hostops, locks, registry
 from ghdeploy import remote_commands as rc
+from ghdeploy.commands.agent_fleet import FleetSlot
+from ghdeploy.commands.agent_outcome import (
+    ACTIONS,
+    BROKEN_RESULTS,
+    PollOutcome,
+    broken_here,
+    interrupted,
+    now_iso,
+    running_digests,
+    short,
+)
+from ghdeploy.commands.agent_token import TokenSource
 from ghdeploy.commands.common import operation
 from ghdeploy.config import Config
 from ghdeploy.engine import guardian
@@ -33,123 +45,13 @@ from ghdeploy.progress import Reporter
 
 if TYPE_CHECKING:
     from ghdeploy.aws.fleet_table import FleetTable, Lease
-    from ghdeploy.hostops import Snapshot
     from ghdeploy.registry import RegistryAuth
     from ghdeploy.transports.base import Remote
 
-# ECR tokens live 12 h: take a new one an hour before the old one ends (or after 6 h when the
-# expiry is unknown), so a poll never runs with a token that dies half-way through a pull.
-TOKEN_REFRESH_BEFORE = 3600.0
-TOKEN_MAX_AGE = 6 * 3600.0
-# Fleet leases: short, renewed while the deploy runs; a dead host's slot frees itself in LEASE_TTL.
-LEASE_TTL = 60.0
-LEASE_RENEW = 15.0
-LEASE_POLL = 2.0
-# Results that mean "this image is broken": remembered, never retried until the tag moves.
-BROKEN_RESULTS = ("rolled back", "rollback failed")
-HISTORY_SCAN = 200
+# Tests and callers reach these through this module, as before the split.
+__all__ = ["Agent", "PollOutcome", "TokenSource", "broken_here", "build_agent", "init_table"]
 
-ACTIONS = ("none", "deployed", "rolled back", "skipped", "failed", "rollback failed")
-
-
-def now_iso() -> str:
-    return records.now_iso()
-
-
-def short(digest: str | None) -> str:
-    return digest[:19] if digest else "-"
-
-
-class TokenSource:
-    """The registry login, kept and renewed well before ECR's 12 h expiry."""
-
-    def __init__(
-        self,
-        region: str,
-        registry_host: str,
-        login: Callable[[str, str], RegistryAuth] | None = None,
-        now: Callable[[], float] = time.time,
-    ) -> None:
-        self.region = region
-        self.registry = registry_host
-        self._login = login or registry.get_login
-        self._now = now
-        self._auth: RegistryAuth | None = None
-        self._fetched = 0.0
-
-    def _stale(self, now: float) -> bool:
-        if self._auth is None:
-            return True
-        if self._auth.expires_at is not None:
-            return self._auth.expires_at - now < TOKEN_REFRESH_BEFORE
-        return now - self._fetched > TOKEN_MAX_AGE
-
-    def get(self) -> RegistryAuth:
-        now = self._now()
-        if self._stale(now):
-            self._auth = self._login(self.region, self.registry)
-            self._fetched = now
-        assert self._auth is not None
-        return self._auth
-
-    def invalidate(self) -> None:
-        """Forget the token (the registry refused it, or could not be asked): log in again next time."""
-        self._auth = None
-
-
-@dataclass
-class PollOutcome:
-    """What one poll did: the `--once --json` document and one log line of the long-running agent."""
-
-    action: str  # one of ACTIONS
-    tag: str
-    digest: str | None = None  # what the tag points at in the registry
-    running: str | None = None  # the repo digest the app runs after this poll
-    reason: str = ""
-    exit_code: int = int(ExitCode.OK)
-    time: str = field(default_factory=now_iso)
-    deploy: HostResult | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "tag": self.tag,
-            "digest": self.digest,
-            "running": self.running,
-            "reason": self.reason,
-            "time": self.time,
-            "exit_code": self.exit_code,
-            "deploy": self.deploy.to_dict() if self.deploy else None,
-        }
-
-    def summary(self) -> dict[str, Any]:
-        """The small version kept in the heartbeat file."""
-        return {k: v for k, v in self.to_dict().items() if k != "deploy"}
-
-
-def running_digests(snapshot: Snapshot) -> set[str | None]:
-    """The repo digests of the compose api and worker (None for one not from a registry)."""
-    return {snapshot.services[s].image.digest for s in ("api", "worker") if s in snapshot.services}
-
-
-def broken_here(history: list[dict[str, Any]], digest: str) -> dict[str, Any] | None:
-    """The newest record that says `digest` must not be deployed here again, if any.
-
-    A deploy of it that was rolled back (not because we were interrupted) marks it broken; so does
-    an operator's rollback away from it. A later successful deploy of it clears that.
-    """
-    for record in reversed(history):
-        to = record.get("to") or {}
-        frm = record.get("from") or {}
-        action, result = record.get("action"), record.get("result")
-        if action == "deploy" and to.get("digest") == digest:
-            if result in BROKEN_RESULTS and record.get("error") != "interrupted":
-                return record
-            if result == "succeeded":
-                return None
-        if action == "rollback" and result == "succeeded" and frm.get("digest") == digest:
-            return record
-    return None
+HISTORY_SCAN = 200  # history records read to find a digest that failed here
 
 
 class Agent:
@@ -232,12 +134,6 @@ class Agent:
         self.last = outcome
         return outcome
 
-    def _interrupted(self, outcome: PollOutcome) -> PollOutcome:
-        outcome.action = "none"
-        outcome.reason = "interrupted before anything changed"
-        outcome.exit_code = int(ExitCode.INTERRUPTED)
-        return outcome
-
     def _poll(self, out: PollOutcome) -> PollOutcome:
         self.reporter.step(None, f"resolving {self.repository}:{self.tag}")
         try:
@@ -267,7 +163,7 @@ class Agent:
             )
             return out
         if self.cancel.is_set():
-            return self._interrupted(out)
+            return interrupted(out)
         with self._fleet_slot(digest, out, lambda: self._prepull(auth, digest)) as lease:
             if out.action != "none" or out.exit_code:
                 return out
@@ -291,89 +187,35 @@ class Agent:
         """
         ensure_image(self._operation(auth), self.conn, self.target(digest))
 
-    @contextlib.contextmanager
-    def _fleet_slot(self, digest: str, out: PollOutcome, prepare: Callable[[], None]) -> Iterator[Lease | None]:
-        """With a fleet table: skip a digest that failed anywhere, else hold a switch slot meanwhile."""
+    def _fleet(self) -> FleetSlot | None:
+        """The fleet table's slots for this poll (read per poll: the table may be set after start)."""
         if self.table is None:
-            yield None
-            return
-        if self._failed_in_fleet(digest, out):
-            yield None
-            return
-        prepare()
-        lease = self._wait_for_lease(digest)
-        if lease is None:
-            self._interrupted(out)
-            yield None
-            return
-        try:
-            # Checked again with the slot held: the host before us may have failed it meanwhile.
-            self._failed_in_fleet(digest, out)
-            yield lease
-        finally:
-            try:
-                self.table.release(lease)
-            except GhdeployError as exc:
-                self.reporter.warn(f"could not release the fleet lease (it expires in {LEASE_TTL:g}s): {exc}")
-
-    def _failed_in_fleet(self, digest: str, out: PollOutcome) -> bool:
-        assert self.table is not None
-        failed = self.table.failed(digest)
-        if failed is None:
-            return False
-        out.action = "skipped"
-        out.reason = (
-            f"{short(digest)} failed on {failed.get('host', '?')} at {failed.get('time', '?')} "
-            f"(fleet table {self.table.name}); waiting for {self.tag} to point at a new image"
+            return None
+        return FleetSlot(
+            self.table,
+            self.conn.host.label,
+            self.token,
+            self.batch,
+            self.tag,
+            self.cancel,
+            self.reporter,
+            lambda: self.write_status("waiting for a fleet slot"),
         )
-        return True
 
-    def _wait_for_lease(self, digest: str) -> Lease | None:
-        assert self.table is not None
-        shown = ""
-        while not self.cancel.is_set():
-            lease = self.table.acquire(self.conn.host.label, self.token, digest, self.batch, LEASE_TTL)
-            if lease is not None:
-                return lease
-            holders = self.table.holders(self.batch)
-            who = ", ".join(str(h.get("holder")) for h in holders) or "another host"
-            if who != shown:
-                self.reporter.info(f"waiting for a fleet slot ({self.batch} at a time): {who} is switching")
-                shown = who
-            self.write_status("waiting for a fleet slot")
-            self.cancel.wait(LEASE_POLL)
-        return None
+    def _fleet_slot(
+        self, digest: str, out: PollOutcome, prepare: Callable[[], None]
+    ) -> AbstractContextManager[Lease | None]:
+        """With a fleet table: skip a digest that failed anywhere, else hold a switch slot meanwhile."""
+        fleet = self._fleet()
+        return fleet.hold(digest, out, prepare) if fleet is not None else contextlib.nullcontext(None)
 
-    @contextlib.contextmanager
-    def _renewing(self, lease: Lease | None) -> Iterator[None]:
-        if lease is None or self.table is None:
-            yield
-            return
-        table = self.table
-        stop = threading.Event()
-
-        def renew() -> None:
-            current: Lease | None = lease
-            while current is not None and not stop.wait(LEASE_RENEW):
-                try:
-                    current = table.renew(current, LEASE_TTL)
-                except GhdeployError as exc:
-                    self.reporter.warn(f"could not renew the fleet lease: {exc}")
-                    continue
-                if current is None:
-                    self.reporter.warn("the fleet lease expired and was taken by another host")
-
-        thread = threading.Thread(target=renew, name="lease-renewal", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(5)
+    def _renewing(self, lease: Lease | None) -> AbstractContextManager[None]:
+        fleet = self._fleet()
+        return fleet.renewing(lease) if fleet is not None and lease is not None else contextlib.nullcontext()
 
     def _deploy(self, out: PollOutcome, auth: RegistryAuth, digest: str, lease: Lease | None) -> PollOutcome:
         if self.cancel.is_set():
-            return self._interrupted(out)
+            return interrupted(out)
         info = locks.lock_info(self.operator, "deploy", self.tag, f"agent: {self.tag} is {short(digest)}")
         holder = locks.acquire(self.conn, self.layout, info)
         if holder is not None:
@@ -424,7 +266,7 @@ class Agent:
             out.action = "deployed"
             out.reason = f"{self.tag} moved to {short(digest)}; healthy in {result.duration:.1f}s"
         elif result.result == "untouched":
-            self._interrupted(out)
+            interrupted(out)
         else:
             out.action = result.result if result.result in ACTIONS else "failed"
             why = result.error or "deploy failed"
