@@ -7,9 +7,7 @@ that knows about rich. Progress is a live per-host display on a TTY, plain lines
 from __future__ import annotations
 
 import json
-import sys
 import threading
-import time
 from typing import Any
 
 from rich.console import Console, Group
@@ -18,6 +16,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from ghdeploy.environment import Environment
 from ghdeploy.render_errors import JSON_SCHEMA_VERSION, emit_json, error_json, print_error
 from ghdeploy.results import unlabel
 
@@ -25,17 +24,23 @@ __all__ = ["JSON_SCHEMA_VERSION", "emit_json", "error_json", "print_error"]
 
 
 class ConsoleReporter:
-    """A Reporter that draws on stderr. Use as a context manager around the work."""
+    """A Reporter that draws on the run's stderr. Use as a context manager around the work.
 
-    def __init__(self, *, verbose: int = 0, quiet: bool = False) -> None:
-        self.console = Console(stderr=True, highlight=False)
-        self.verbose = verbose
-        self.quiet = quiet
+    -v and -q come from `env` unless given (tests give them).
+    """
+
+    def __init__(
+        self, env: Environment | None = None, *, verbose: int | None = None, quiet: bool | None = None
+    ) -> None:
+        self.env = env or Environment()
+        self.console = console(self.env, stderr=True)
+        self.verbose = self.env.verbose if verbose is None else verbose
+        self.quiet = self.env.quiet if quiet is None else quiet
         self.live_mode = self.console.is_terminal and not quiet
         self._steps: dict[str, str] = {}
         self._lock = threading.Lock()
         self._live: Any = None
-        self._started = time.monotonic()
+        self._started = self.env.clock()
 
     def __enter__(self) -> ConsoleReporter:
         if self.live_mode:
@@ -60,11 +65,11 @@ class ConsoleReporter:
         return Group(*rows)
 
     def _plain(self, text: str) -> None:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
+        self.env.stderr.write(text + "\n")
+        self.env.stderr.flush()
 
     def _elapsed(self) -> str:
-        return f"{time.monotonic() - self._started:6.1f}s"
+        return f"{self.env.clock() - self._started:6.1f}s"
 
     def step(self, host: str | None, message: str) -> None:
         key = host or ""
@@ -103,12 +108,17 @@ class ConsoleReporter:
                 self._plain(f"  {message}")
 
 
-def out() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
+def console(env: Environment, *, stderr: bool = False, **options: Any) -> Console:
+    """A rich console on the run's stdout (or stderr), reading the run's environment (NO_COLOR, COLUMNS)."""
+    return Console(file=env.stderr if stderr else env.stdout, highlight=False, _environ=env.environ, **options)
+
+
+def out(env: Environment) -> Console:
+    stdout = console(env)
+    if not stdout.is_terminal:
         # Piped into a log or a file: don't fold tables at 80 columns.
-        console = Console(highlight=False, width=max(console.width, 160))
-    return console
+        stdout = console(env, width=max(stdout.width, 160))
+    return stdout
 
 
 def table(title: str | None, columns: list[str]) -> Table:
@@ -122,21 +132,23 @@ def table(title: str | None, columns: list[str]) -> Table:
 # --- results --------------------------------------------------------------------------------
 
 
-def build_result(outcome: Any, as_json: bool) -> int:
-    if as_json:
-        emit_json("build", {"ok": True, **outcome.to_dict()})
+def build_result(outcome: Any, env: Environment) -> int:
+    if env.json:
+        emit_json(env, "build", {"ok": True, **outcome.to_dict()})
     else:
-        out().print(f"built {outcome.refs[0]} (and :latest)\n  image {outcome.image_id}\n  commit {outcome.commit_sha}")
+        out(env).print(
+            f"built {outcome.refs[0]} (and :latest)\n  image {outcome.image_id}\n  commit {outcome.commit_sha}"
+        )
         if outcome.dirty:
-            out().print("  [yellow]built from a dirty working tree[/yellow]")
+            out(env).print("  [yellow]built from a dirty working tree[/yellow]")
     return 0
 
 
-def push_result(outcome: Any, as_json: bool) -> int:
-    if as_json:
-        emit_json("push", {"ok": True, **outcome.to_dict()})
+def push_result(outcome: Any, env: Environment) -> int:
+    if env.json:
+        emit_json(env, "push", {"ok": True, **outcome.to_dict()})
     else:
-        out().print(f"pushed {outcome.refs[0]} and :latest\n  digest {outcome.digest}")
+        out(env).print(f"pushed {outcome.refs[0]} and :latest\n  digest {outcome.digest}")
     return 0
 
 
@@ -180,28 +192,28 @@ def _next_step(fleet: Any) -> str | None:
     return None
 
 
-def deploy_report(report: Any, as_json: bool, command: str, verbose: int = 0) -> int:
+def deploy_report(report: Any, env: Environment, command: str) -> int:
     code = int(report.exit_code)
-    if as_json:
-        emit_json(command, {"ok": code == 0, "exit_code": code, **report.to_dict()})
+    if env.json:
+        emit_json(env, command, {"ok": code == 0, "exit_code": code, **report.to_dict()})
         return code
-    console = out()
+    stdout = out(env)
     if report.plan is not None:
-        _plan_text(console, report, command, verbose)
+        _plan_text(stdout, report, command, env.verbose)
         return code
     if report.push is not None and report.fleet is None:
-        console.print(f"pushed {escape(report.push.refs[0])} and :latest\n  digest {report.push.digest}")
+        stdout.print(f"pushed {escape(report.push.refs[0])} and :latest\n  digest {report.push.digest}")
     if report.fleet is not None:
-        _fleet_text(console, report.fleet, f"{command} of {report.tag}")
+        _fleet_text(stdout, report.fleet, f"{command} of {report.tag}")
     if report.verify is not None:
         for row in report.verify:
             mark = "[green]ok[/green]" if row.ok else "[red]MISMATCH[/red]"
-            console.print(f"verify {escape(row.host)}: {mark} {escape(str(row.running or row.error))}")
+            stdout.print(f"verify {escape(row.host)}: {mark} {escape(str(row.running or row.error))}")
     if report.timings:
-        console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
+        stdout.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
     hint = _next_step(report.fleet) if report.fleet is not None else None
     if hint:
-        Console(stderr=True, highlight=False).print(f"[cyan]next:[/cyan] {escape(hint)}")
+        console(env, stderr=True).print(f"[cyan]next:[/cyan] {escape(hint)}")
     return code
 
 
@@ -304,45 +316,45 @@ def _agent_text(kind: str, data: dict[str, Any]) -> str:
     return f"{data.get('action')}: {data.get('tag')} is {digest}, running {running}: {data.get('reason')}"
 
 
-def agent_event(kind: str, data: dict[str, Any], as_json: bool) -> None:
+def agent_event(kind: str, data: dict[str, Any], env: Environment) -> None:
     """One line on stdout per agent event (journald keeps it): plain text, or a JSON object."""
     from ghdeploy.records import now_iso
 
     when = data.get("time") or now_iso()
-    if as_json:
+    if env.json:
         line = json.dumps({"event": kind, **data, "time": when}, default=str)
     else:
         line = f"{when} {_agent_text(kind, data)}"
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    env.stdout.write(line + "\n")
+    env.stdout.flush()
 
 
-def agent_once(data: dict[str, Any], as_json: bool) -> int:
+def agent_once(data: dict[str, Any], env: Environment) -> int:
     code = int(data.get("exit_code") or 0)
-    if as_json:
-        emit_json("agent", {"ok": code == 0, **data})
+    if env.json:
+        emit_json(env, "agent", {"ok": code == 0, **data})
     else:
-        sys.stdout.write(_agent_text("poll", data) + "\n")
-        sys.stdout.flush()
+        env.stdout.write(_agent_text("poll", data) + "\n")
+        env.stdout.flush()
     return code
 
 
-def agent_table_result(data: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        emit_json("agent init-table", {"ok": True, **data})
+def agent_table_result(data: dict[str, Any], env: Environment) -> int:
+    if env.json:
+        emit_json(env, "agent init-table", {"ok": True, **data})
     else:
         what = "created" if data.get("created") else "already exists"
-        out().print(f"fleet table {escape(data['table'])} in {escape(data['region'])}: {what}")
+        out(env).print(f"fleet table {escape(data['table'])} in {escape(data['region'])}: {what}")
     return 0
 
 
-def notify_result(outcome: Any, as_json: bool) -> int:
+def notify_result(outcome: Any, env: Environment) -> int:
     """notify: the deploy id on stdout (for scripts); the receiver's answer or reason on stderr."""
     code = 0 if outcome.ok else 1
-    if as_json:
-        emit_json("notify", {"exit_code": code, **outcome.to_dict()})
+    if env.json:
+        emit_json(env, "notify", {"exit_code": code, **outcome.to_dict()})
         return code
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = console(env, stderr=True, soft_wrap=True)
     if not outcome.accepted:
         err.print(
             f"[bold red]refused:[/bold red] the receiver answered {outcome.status_code}: {escape(outcome.reason or '')}"
@@ -360,20 +372,20 @@ def notify_result(outcome: Any, as_json: bool) -> int:
             err.print(f"  {escape(host.get('host', '?'))}: {escape(host.get('result', '?'))}{detail}")
         if deploy.get("error") and not deploy.get("hosts"):
             err.print(f"  {escape(deploy['error'])}")
-    sys.stdout.write(f"{outcome.deploy_id}\n")
-    sys.stdout.flush()
+    env.stdout.write(f"{outcome.deploy_id}\n")
+    env.stdout.flush()
     return code
 
 
-def prune_table(rows: list[Any], as_json: bool) -> int:
+def prune_table(rows: list[Any], env: Environment) -> int:
     """`ghdeploy prune`: per host what was (or would be) removed and kept."""
     from ghdeploy.prune import summary
 
     failed = any(not r.ok for r in rows)
-    if as_json:
-        emit_json("prune", {"ok": not failed, "hosts": [r.to_dict() for r in rows]})
+    if env.json:
+        emit_json(env, "prune", {"ok": not failed, "hosts": [r.to_dict() for r in rows]})
         return 1 if failed else 0
-    console = out()
+    stdout = out(env)
     t = table(None, ["host", "result", "images"])
     for row in rows:
         plan = row.plan
@@ -387,5 +399,5 @@ def prune_table(rows: list[Any], as_json: bool) -> int:
             for image_id, why in plan.keep.items():
                 lines.append(f"keep {image_id[7:19]}: {why}")
         t.add_row(row.host, summary(row), "\n".join(lines) or "-")
-    console.print(t)
+    stdout.print(t)
     return 1 if failed else 0

@@ -7,23 +7,24 @@ time the interpreter takes to start, not plus a UI library's import.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Any
 
 from ghdeploy import __version__
+from ghdeploy.environment import Environment
 
 JSON_SCHEMA_VERSION = 1
 
 
-def _colour(code: str, text: str) -> str:
-    stream = sys.stderr
-    plain = os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb" or not stream.isatty()
-    return text if plain else f"\033[{code}m{text}\033[0m"
-
-
-def print_error(message: str, hint: str | None, problems: list[str] | None = None) -> None:
+def print_error(
+    message: str, hint: str | None, problems: list[str] | None = None, env: Environment | None = None
+) -> None:
     """`error: ...` (one line per problem when there are several) and `hint: ...`, literally."""
+    env = env or Environment()
+    colour = env.colour(env.stderr)
+
+    def _colour(code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if colour else text
+
     lines: list[str] = []
     if problems and len(problems) > 1:
         lines.append(f"{_colour('1;31', 'error:')} {len(problems)} problems:")
@@ -32,19 +33,20 @@ def print_error(message: str, hint: str | None, problems: list[str] | None = Non
         lines.append(f"{_colour('1;31', 'error:')} {message}")
     if hint:
         lines.append(f"{_colour('36', 'hint:')} {hint}")
-    sys.stderr.write("\n".join(lines) + "\n")
-    sys.stderr.flush()
+    env.stderr.write("\n".join(lines) + "\n")
+    env.stderr.flush()
 
 
-def emit_json(command: str, payload: dict[str, Any]) -> None:
+def emit_json(env: Environment, command: str, payload: dict[str, Any]) -> None:
     """The single JSON document on stdout: `version` (schema), `ghdeploy`, `command`, then the payload."""
     doc = {"version": JSON_SCHEMA_VERSION, "ghdeploy": __version__, "command": command, **payload}
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
-    sys.stdout.flush()
+    env.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    env.stdout.flush()
 
 
-def error_json(exc: Any) -> None:
+def error_json(exc: Any, env: Environment | None = None) -> None:
     emit_json(
+        env or Environment(),
         "error",
         {
             "ok": False,

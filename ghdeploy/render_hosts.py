@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from ghdeploy.environment import Environment
 from ghdeploy.render import GUARDIAN_DID, emit_json, out, table
 from ghdeploy.results import rows_exit_code, unlabel
 
@@ -26,10 +27,10 @@ def _disk_cell(disk: dict[str, Any] | None) -> str:
     return escape(text)
 
 
-def status_table(rows: list[Any], as_json: bool) -> int:
+def status_table(rows: list[Any], env: Environment) -> int:
     code = int(rows_exit_code(rows))
-    if as_json:
-        emit_json("status", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
+    if env.json:
+        emit_json(env, "status", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
     columns = [
         "host",
@@ -112,7 +113,7 @@ def status_table(rows: list[Any], as_json: bool) -> int:
             _disk_cell(r.disk),
             *([""] if failed else []),
         )
-    out().print(t)
+    out(env).print(t)
     return code
 
 
@@ -138,12 +139,13 @@ def _ago(when: str | None) -> str:
     return age(when)
 
 
-def verify_table(rows: list[Any], as_json: bool) -> int:
+def verify_table(rows: list[Any], env: Environment) -> int:
     code = int(rows_exit_code(rows))
     source = next((r.expected_from for r in rows if getattr(r, "expected_from", None)), None)
     note = next((r.note for r in rows if getattr(r, "note", None)), None)
-    if as_json:
+    if env.json:
         emit_json(
+            env,
             "verify",
             {
                 "ok": code == 0,
@@ -165,7 +167,7 @@ def verify_table(rows: list[Any], as_json: bool) -> int:
             escape(r.image_tag or "-"),
             escape(r.build_time or "-"),
         )
-    console = out()
+    console = out(env)
     console.print(t)
     if rows and source:
         console.print(f"expected {escape(rows[0].expected)}: {escape(source)}")
@@ -174,10 +176,10 @@ def verify_table(rows: list[Any], as_json: bool) -> int:
     return code
 
 
-def history_table(rows: list[Any], as_json: bool) -> int:
+def history_table(rows: list[Any], env: Environment) -> int:
     code = 0 if all(r.error is None for r in rows) else 1  # no hosts: nothing failed
-    if as_json:
-        emit_json("history", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
+    if env.json:
+        emit_json(env, "history", {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
     t = table("history", ["host", "time", "action", "from", "to", "result", "operator", "duration", "message"])
     for r in rows:
@@ -200,16 +202,16 @@ def history_table(rows: list[Any], as_json: bool) -> int:
                 f"{rec.get('duration_s') or 0:.1f}s" if isinstance(rec.get("duration_s"), int | float) else "-",
                 escape(str(rec.get("message") or "")),
             )
-    out().print(t)
+    out(env).print(t)
     return code
 
 
-def lock_table(rows: list[Any], as_json: bool, command: str) -> int:
+def lock_table(rows: list[Any], env: Environment, command: str) -> int:
     from ghdeploy.locks import age
 
     code = 0 if all(r.error is None for r in rows) else 1  # no hosts: nothing failed
-    if as_json:
-        emit_json(command, {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
+    if env.json:
+        emit_json(env, command, {"ok": code == 0, "hosts": [r.to_dict() for r in rows]})
         return code
     t = table(command, ["host", "lock", "operator", "since", "action", "message"])
     for r in rows:
@@ -228,13 +230,14 @@ def lock_table(rows: list[Any], as_json: bool, command: str) -> int:
                 escape(f"{h.get('action')} {h.get('tag')}"),
                 escape(str(h.get("message") or "")),
             )
-    out().print(t)
+    out(env).print(t)
     return code
 
 
-def hosts_list(hosts: list[Any], notes: list[str], source: str, as_json: bool) -> int:
-    if as_json:
+def hosts_list(hosts: list[Any], notes: list[str], source: str, env: Environment) -> int:
+    if env.json:
         emit_json(
+            env,
             "hosts",
             {
                 "ok": True,
@@ -244,7 +247,7 @@ def hosts_list(hosts: list[Any], notes: list[str], source: str, as_json: bool) -
             },
         )
         return 0
-    console = out()
+    console = out(env)
     console.print(f"{len(hosts)} host(s) from {escape(source)}, in deploy order:")
     for i, h in enumerate(hosts, 1):
         console.print(f"  {i}. {escape(h.label)}")

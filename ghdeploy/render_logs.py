@@ -8,43 +8,44 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from typing import TextIO
 
+from ghdeploy.environment import Environment
 from ghdeploy.logmerge import LogLine
 
 # Bright, distinct foreground colours; hosts take them in order.
 _COLOURS = ("36", "33", "35", "32", "34", "91", "96", "93", "95", "92")
 
 
-def use_colour(stream: TextIO) -> bool:
-    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
-
-
 class LogPrinter:
-    """A LogSink (commands.logs) and a Reporter for the command's few progress messages."""
+    """A LogSink (commands.logs) and a Reporter for the command's few progress messages.
+
+    Streams, --json, -v and -q come from `env` (the run's); tests may give any of them instead.
+    """
 
     def __init__(
         self,
         hosts: list[str],
         *,
-        as_json: bool = False,
+        env: Environment | None = None,
+        as_json: bool | None = None,
         timestamps: bool = False,
         follow: bool = False,
-        verbose: int = 0,
-        quiet: bool = False,
+        verbose: int | None = None,
+        quiet: bool | None = None,
         out: TextIO | None = None,
         err: TextIO | None = None,
     ) -> None:
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
-        self.as_json = as_json
+        env = env or Environment()
+        self.out = out or env.stdout
+        self.err = err or env.stderr
+        self.as_json = env.json if as_json is None else as_json
         self.timestamps = timestamps
         self.follow = follow
-        self.verbose = verbose
-        self.quiet = quiet
-        self.colour = use_colour(self.out)
+        self.verbose = env.verbose if verbose is None else verbose
+        self.quiet = env.quiet if quiet is None else quiet
+        self.colour = env.colour(self.out)
         self.host_width = max((len(h) for h in hosts), default=0)
         self.service_width = 6  # "worker"; grows when a longer name shows up
         self._colours = {host: _COLOURS[i % len(_COLOURS)] for i, host in enumerate(hosts)}

@@ -18,6 +18,7 @@ from ghdeploy.commands.history import HostHistory
 from ghdeploy.commands.lock import HostLock
 from ghdeploy.engine.host import run_host
 from ghdeploy.engine.plan import plan_host
+from ghdeploy.environment import Environment
 from ghdeploy.errors import ConfigError, OperationFailed
 from ghdeploy.hosts import Host
 from ghdeploy.images import BuildOutcome, PushOutcome
@@ -28,6 +29,11 @@ from tests.unit.test_dry_run import LAYOUT, TARGET, FakeDockerHost, operation
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "json-schema" / "ghdeploy.schema.json"
 SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def json_env() -> Environment:
+    """A run with --json, on the streams pytest captures now."""
+    return Environment(json=True)
 
 
 @pytest.fixture(scope="module")
@@ -65,46 +71,50 @@ def documents(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
         fn(*args)
         docs.append(emitted(capsys))
 
-    add(render.build_result, build(), True)
-    add(render.push_result, push(), True)
+    add(render.build_result, build(), json_env())
+    add(render.push_result, push(), json_env())
     verify = [VerifyRow("ec2-user@10.0.0.1", SHA, running=SHA, image_tag="v2"), VerifyRow("b", SHA, error="down")]
     full = DeployReport(tag="v2", build=build(), push=push(), fleet=deployed_fleet(), verify=verify)
     full.timings = {"build": 1.0, "push": 2.0, "deploy": 3.0}
-    add(render.deploy_report, full, True, "deploy")
-    add(render.deploy_report, DeployReport(tag="v2", push=push()), True, "deploy")  # --push-only
+    add(render.deploy_report, full, json_env(), "deploy")
+    add(render.deploy_report, DeployReport(tag="v2", push=push()), json_env(), "deploy")  # --push-only
     plan = DeployReport(tag="v2", plan=[plan_host(operation(), FakeDockerHost(targeted=True), TARGET, "deploy")])
-    add(render.deploy_report, plan, True, "deploy")
+    add(render.deploy_report, plan, json_env(), "deploy")
     back = DeployReport(tag="previous", plan=[plan_host(operation(), FakeDockerHost(pulled=True), TARGET, "rollback")])
-    add(render.deploy_report, back, True, "rollback")
+    add(render.deploy_report, back, json_env(), "rollback")
     rolled = deployed_fleet()
     rolled.action = Action.ROLLBACK
-    add(render.deploy_report, DeployReport(tag="previous", fleet=rolled), True, "rollback")
+    add(render.deploy_report, DeployReport(tag="previous", fleet=rolled), json_env(), "rollback")
 
     host = FakeDockerHost()
     run_host(operation(), host, TARGET)
     status = host_status(host, LAYOUT, 3100, 3101)  # type: ignore[arg-type]
-    add(render_hosts.status_table, [status], True)
-    add(render_hosts.verify_table, verify, True)
+    add(render_hosts.status_table, [status], json_env())
+    add(render_hosts.verify_table, verify, json_env())
     records = [json.loads(line) for line in host.files[LAYOUT.history_file].splitlines()]
-    add(render_hosts.history_table, [HostHistory(host="a", records=records), HostHistory(host="b", error="down")], True)
+    add(
+        render_hosts.history_table,
+        [HostHistory(host="a", records=records), HostHistory(host="b", error="down")],
+        json_env(),
+    )
     holder = locks.lock_info("al@laptop", "deploy", "v2", "why")
     for command in ("lock status", "lock release"):
         rows = [HostLock(host="a", holder=holder, released=command == "lock release"), HostLock(host="b", error="x")]
-        add(render_hosts.lock_table, rows, True, command)
+        add(render_hosts.lock_table, rows, json_env(), command)
     add(
         render_hosts.hosts_list,
         [Host("10.0.0.1", "ec2-user"), Host("10.0.0.2", "ec2-user", 2222)],
         ["i-1: no address"],
         "EC2_HOST",
-        True,
+        json_env(),
     )
     from ghdeploy.prune import PrunePlan, PruneResult, Removal
 
     kept = PrunePlan(keep={"sha256:" + "a" * 64: "release 1 of the last 1 in the history"})
     kept.remove.append(Removal("sha256:" + "b" * 64, ["reg/gh:v1"], 10, untag_only=False))
     pruned = [PruneResult("a", plan=kept, removed=["sha256:" + "b" * 64]), PruneResult("b", errors=["down"])]
-    add(render.prune_table, pruned, True)
-    add(render.prune_table, [PruneResult("a", plan=kept, dry_run=True)], True)
+    add(render.prune_table, pruned, json_env())
+    add(render.prune_table, [PruneResult("a", plan=kept, dry_run=True)], json_env())
     add(render.error_json, ConfigError("EC2_HOST is not set", "set it in .env.deploy"))
     add(render.error_json, OperationFailed("boom"))
     return docs
@@ -127,13 +137,13 @@ def test_every_json_document_matches_the_schema(
 def test_the_schema_catches_a_drifted_shape(
     validator: jsonschema.Draft202012Validator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    render.push_result(push(), True)
+    render.push_result(push(), json_env())
     doc = emitted(capsys)
     assert validator.is_valid(doc)
     assert not validator.is_valid({**doc, "extra": 1})  # a key nobody documented
     assert not validator.is_valid({k: v for k, v in doc.items() if k != "digest"})  # a key gone
     assert not validator.is_valid({**doc, "seconds": "2.5"})  # a type changed
-    render.deploy_report(DeployReport(tag="v2", fleet=deployed_fleet()), True, "deploy")
+    render.deploy_report(DeployReport(tag="v2", fleet=deployed_fleet()), json_env(), "deploy")
     doc = emitted(capsys)
     doc["deploy"]["hosts"][0]["started"] = "now"
     assert not validator.is_valid(doc)

@@ -12,6 +12,7 @@ from ghdeploy import remote_commands as rc
 from ghdeploy import render, render_hosts
 from ghdeploy.engine import fleet as engine_fleet
 from ghdeploy.engine import host as engine
+from ghdeploy.environment import Environment
 from ghdeploy.errors import CredentialsError, ExitCode, HostKeyError, PreflightError, SSHError, problem_kind
 from ghdeploy.hostops import ImageRecord, ServiceState, Snapshot
 from ghdeploy.hosts import Host
@@ -28,6 +29,15 @@ UNKNOWN = HostKeyError(
 )
 
 
+def json_env() -> Environment:
+    """A run with --json, on the streams pytest captures now."""
+    return Environment(json=True)
+
+
+def text_env(verbose: int = 0) -> Environment:
+    return Environment(verbose=verbose)
+
+
 def test_problem_kinds() -> None:
     assert problem_kind(UNKNOWN) == "unknown host key"
     assert problem_kind(HostKeyError("h", "host key for h has CHANGED: ...")) == "host key CHANGED"
@@ -40,7 +50,7 @@ def test_status_shows_an_unknown_host_key_in_its_own_column_with_the_deploy_hint
 ) -> None:
     monkeypatch.setenv("COLUMNS", "250")
     rows = [HostStatus(host="root@h2", health=200), HostStatus.unreadable("root@h1", UNKNOWN)]
-    assert render_hosts.status_table(rows, False) == 1
+    assert render_hosts.status_table(rows, text_env()) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "problem" in out
     assert "unknown host key" in out
@@ -49,7 +59,7 @@ def test_status_shows_an_unknown_host_key_in_its_own_column_with_the_deploy_hint
 
 
 def test_status_json_carries_the_problem_and_hint(capsys: pytest.CaptureFixture[str]) -> None:
-    render_hosts.status_table([HostStatus.unreadable("root@h1", UNKNOWN)], True)
+    render_hosts.status_table([HostStatus.unreadable("root@h1", UNKNOWN)], json_env())
     import json
 
     host = json.loads(capsys.readouterr().out)["hosts"][0]
@@ -152,7 +162,7 @@ def test_the_dry_run_is_a_short_human_plan_by_default(capsys: pytest.CaptureFixt
     from ghdeploy.results import DeployReport
 
     report = DeployReport(tag="v3", plan=[PLAN_ITEM])
-    assert render.deploy_report(report, False, "deploy") == 0
+    assert render.deploy_report(report, text_env(), "deploy") == 0
     out = capsys.readouterr().out
     assert "runs now: v2" in out and "switches to: v3" in out
     assert "pulls gh:v3" in out
@@ -161,7 +171,7 @@ def test_the_dry_run_is_a_short_human_plan_by_default(capsys: pytest.CaptureFixt
     assert "1 of 3 commands change the host; -v shows them exactly" in out
     assert "$ " not in out and "image ready" not in out
 
-    assert render.deploy_report(report, False, "deploy", verbose=1) == 0
+    assert render.deploy_report(report, text_env(verbose=1), "deploy") == 0
     out = capsys.readouterr().out
     assert "$ env ECR_IMAGE=reg/gh:v3 docker compose up -d" in out and "if it fails" in out
 

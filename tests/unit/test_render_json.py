@@ -10,6 +10,7 @@ import pytest
 from ghdeploy import __version__, render, render_hosts
 from ghdeploy.commands.history import HostHistory
 from ghdeploy.commands.lock import HostLock
+from ghdeploy.environment import Environment
 from ghdeploy.errors import ConfigError, ExitCode, HostKeyError, OperationFailed
 from ghdeploy.hostops import ImageRecord
 from ghdeploy.images import BuildOutcome, PushOutcome
@@ -19,6 +20,15 @@ from ghdeploy.version_check import VerifyRow
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ghosthands"
 SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def json_env() -> Environment:
+    """A run with --json, on the streams pytest captures now."""
+    return Environment(json=True)
+
+
+def text_env(verbose: int = 0) -> Environment:
+    return Environment(verbose=verbose)
 
 
 def _one_json(capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
@@ -96,7 +106,7 @@ def test_build_result_json(capsys: pytest.CaptureFixture[str]) -> None:
         dirty=False,
         seconds=12.5,
     )
-    assert render.build_result(outcome, True) == 0
+    assert render.build_result(outcome, json_env()) == 0
     doc, _ = _one_json(capsys)
     assert doc["command"] == "build"
     assert doc["ok"] is True
@@ -108,7 +118,7 @@ def test_build_result_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_build_result_human(capsys: pytest.CaptureFixture[str]) -> None:
     outcome = BuildOutcome("t1", REPO, "sha256:" + "2" * 64, SHA, "now", [f"{REPO}:t1", f"{REPO}:latest"], True)
-    render.build_result(outcome, False)
+    render.build_result(outcome, text_env())
     out = capsys.readouterr().out
     assert f"built {REPO}:t1" in " ".join(out.split())
     assert SHA in out
@@ -117,7 +127,7 @@ def test_build_result_human(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_push_result_json(capsys: pytest.CaptureFixture[str]) -> None:
     outcome = PushOutcome(tag="v2", image=REPO, digest="sha256:" + "e" * 64, refs=[f"{REPO}:v2", f"{REPO}:latest"])
-    assert render.push_result(outcome, True) == 0
+    assert render.push_result(outcome, json_env()) == 0
     doc, _ = _one_json(capsys)
     assert (doc["command"], doc["ok"], doc["digest"]) == ("push", True, "sha256:" + "e" * 64)
 
@@ -128,7 +138,7 @@ def test_push_result_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_deploy_report_success(capsys: pytest.CaptureFixture[str]) -> None:
     fleet = FleetResult(Action.DEPLOY, _target(), [_host("ubuntu@a", "succeeded"), _host("ubuntu@b", "succeeded")])
     report = DeployReport(tag="v2", fleet=fleet, verify=[VerifyRow("ubuntu@a", SHA, running=SHA)])
-    assert render.deploy_report(report, True, "deploy") == 0
+    assert render.deploy_report(report, json_env(), "deploy") == 0
     doc, _ = _one_json(capsys)
     assert (doc["command"], doc["ok"], doc["exit_code"], doc["tag"]) == ("deploy", True, 0, "v2")
     deploy = doc["deploy"]
@@ -169,7 +179,7 @@ def test_deploy_report_rolled_back_fails(capsys: pytest.CaptureFixture[str]) -> 
         HostResult(host="ubuntu@c"),
     ]
     report = DeployReport(tag="v2", fleet=FleetResult(Action.DEPLOY, _target(), hosts))
-    assert render.deploy_report(report, True, "deploy") == ExitCode.FAILED
+    assert render.deploy_report(report, json_env(), "deploy") == ExitCode.FAILED
     doc, _ = _one_json(capsys)
     assert (doc["ok"], doc["exit_code"]) == (False, 1)
     assert [h["result"] for h in doc["deploy"]["hosts"]] == ["succeeded", "rolled back", "untouched"]
@@ -179,7 +189,7 @@ def test_deploy_report_rolled_back_fails(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_deploy_report_interrupted_is_130(capsys: pytest.CaptureFixture[str]) -> None:
     fleet = FleetResult(Action.DEPLOY, _target(), [_host("ubuntu@a", "succeeded")], interrupted=True)
-    assert render.deploy_report(DeployReport(tag="v2", fleet=fleet), True, "deploy") == ExitCode.INTERRUPTED
+    assert render.deploy_report(DeployReport(tag="v2", fleet=fleet), json_env(), "deploy") == ExitCode.INTERRUPTED
     doc, _ = _one_json(capsys)
     assert doc["exit_code"] == 130 and doc["ok"] is False
 
@@ -187,7 +197,7 @@ def test_deploy_report_interrupted_is_130(capsys: pytest.CaptureFixture[str]) ->
 def test_deploy_report_verify_mismatch_fails_a_good_deploy(capsys: pytest.CaptureFixture[str]) -> None:
     fleet = FleetResult(Action.DEPLOY, _target(), [_host("ubuntu@a", "succeeded")])
     verify = [VerifyRow("ubuntu@a", SHA, running="f" * 40)]
-    assert render.deploy_report(DeployReport(tag="v2", fleet=fleet, verify=verify), True, "deploy") == 1
+    assert render.deploy_report(DeployReport(tag="v2", fleet=fleet, verify=verify), json_env(), "deploy") == 1
     doc, _ = _one_json(capsys)
     assert doc["verify"][0]["ok"] is False
     assert doc["deploy"]["succeeded"] is True
@@ -196,13 +206,13 @@ def test_deploy_report_verify_mismatch_fails_a_good_deploy(capsys: pytest.Captur
 
 def test_deploy_report_empty_fleet_is_not_success(capsys: pytest.CaptureFixture[str]) -> None:
     report = DeployReport(tag="v2", fleet=FleetResult(Action.DEPLOY, _target(), []))
-    assert render.deploy_report(report, True, "deploy") == 1
+    assert render.deploy_report(report, json_env(), "deploy") == 1
     capsys.readouterr()
 
 
 def test_deploy_report_push_only(capsys: pytest.CaptureFixture[str]) -> None:
     push = PushOutcome(tag="v2", image=REPO, digest="sha256:" + "e" * 64, refs=[f"{REPO}:v2"])
-    assert render.deploy_report(DeployReport(tag="v2", push=push), True, "deploy") == 0
+    assert render.deploy_report(DeployReport(tag="v2", push=push), json_env(), "deploy") == 0
     doc, _ = _one_json(capsys)
     assert doc["push"]["digest"] == "sha256:" + "e" * 64
     assert doc["deploy"] is None and doc["verify"] is None
@@ -211,7 +221,7 @@ def test_deploy_report_push_only(capsys: pytest.CaptureFixture[str]) -> None:
 def test_deploy_report_human_output(capsys: pytest.CaptureFixture[str]) -> None:
     hosts = [_host("ubuntu@a", "succeeded"), _host("ubuntu@b", "rolled back", error="health check failed")]
     code = render.deploy_report(
-        DeployReport(tag="v2", fleet=FleetResult(Action.DEPLOY, _target(), hosts)), False, "deploy"
+        DeployReport(tag="v2", fleet=FleetResult(Action.DEPLOY, _target(), hosts)), text_env(), "deploy"
     )
     assert code == 1
     captured = capsys.readouterr()
@@ -233,7 +243,7 @@ def test_dry_run_plan_prints_commands_literally(capsys: pytest.CaptureFixture[st
         }
     ]
     # -v: the exact commands (by default a short human plan, see test_messages.py)
-    assert render.deploy_report(DeployReport(tag="v2", plan=plan), False, "deploy", verbose=1) == 0
+    assert render.deploy_report(DeployReport(tag="v2", plan=plan), text_env(verbose=1), "deploy") == 0
     out = capsys.readouterr().out
     assert "dry run" in out and "nothing was changed" in out
     assert "$ docker compose up -d" in out
@@ -245,47 +255,47 @@ def test_dry_run_plan_prints_commands_literally(capsys: pytest.CaptureFixture[st
 
 def test_status_json(capsys: pytest.CaptureFixture[str]) -> None:
     good = HostStatus(host="ubuntu@a", health=200)
-    assert render_hosts.status_table([good], True) == 0
+    assert render_hosts.status_table([good], json_env()) == 0
     doc, _ = _one_json(capsys)
     assert doc["command"] == "status" and doc["ok"] is True
     assert doc["hosts"][0]["host"] == "ubuntu@a" and doc["hosts"][0]["ok"] is True
 
     down = HostStatus(host="ubuntu@b", error="ubuntu@b: connection refused")
     unfinished = HostStatus(host="ubuntu@c", health=200, pending={"action": "deploy"})
-    assert render_hosts.status_table([good, down, unfinished], True) == 1
+    assert render_hosts.status_table([good, down, unfinished], json_env()) == 1
     doc, _ = _one_json(capsys)
     assert [h["ok"] for h in doc["hosts"]] == [True, False, False]
     assert doc["hosts"][2]["unfinished_deploy"] == {"action": "deploy"}
 
 
 def test_status_with_no_hosts_is_not_ok(capsys: pytest.CaptureFixture[str]) -> None:
-    assert render_hosts.status_table([], True) == 1
+    assert render_hosts.status_table([], json_env()) == 1
     assert _one_json(capsys)[0]["ok"] is False
 
 
 def test_verify_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = [VerifyRow("ubuntu@a", SHA[:7], running=SHA), VerifyRow("ubuntu@b", SHA[:7], error="unreachable")]
-    assert render_hosts.verify_table(rows, True) == 1
+    assert render_hosts.verify_table(rows, json_env()) == 1
     doc, _ = _one_json(capsys)
     assert [h["ok"] for h in doc["hosts"]] == [True, False]
-    assert render_hosts.verify_table(rows[:1], True) == 0
+    assert render_hosts.verify_table(rows[:1], json_env()) == 0
     capsys.readouterr()
 
 
 def test_verify_too_short_expectation_does_not_match(capsys: pytest.CaptureFixture[str]) -> None:
-    assert render_hosts.verify_table([VerifyRow("ubuntu@a", "012", running=SHA)], True) == 1
+    assert render_hosts.verify_table([VerifyRow("ubuntu@a", "012", running=SHA)], json_env()) == 1
     capsys.readouterr()
 
 
 def test_history_and_lock_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = [HostHistory("ubuntu@a", records=[{"action": "deploy", "result": "succeeded"}])]
-    assert render_hosts.history_table(rows, True) == 0
+    assert render_hosts.history_table(rows, json_env()) == 0
     doc, _ = _one_json(capsys)
     assert doc["hosts"] == [
         {"host": "ubuntu@a", "records": [{"action": "deploy", "result": "succeeded"}], "error": None, "warnings": []}
     ]
     locks = [HostLock("ubuntu@a", holder={"operator": "alice"}), HostLock("ubuntu@b", error="timeout")]
-    assert render_hosts.lock_table(locks, True, "lock status") == 1
+    assert render_hosts.lock_table(locks, json_env(), "lock status") == 1
     doc, _ = _one_json(capsys)
     assert doc["command"] == "lock status"
     assert doc["hosts"][0]["holder"] == {"operator": "alice"}
@@ -333,7 +343,7 @@ def test_human_output_survives_markup_and_wrong_types_from_hosts(capsys: pytest.
 
     fleet = FleetResult(Action.DEPLOY, _target(), [_host(f"ubuntu@{ODD}", "succeeded", notes=[ODD])])
     report = DeployReport(tag="v2", fleet=fleet, verify=[VerifyRow("ubuntu@a", SHA, running=f"{SHA}{ODD}")])
-    assert render.deploy_report(report, False, "deploy") == 0  # printed literally, not a crash
+    assert render.deploy_report(report, text_env(), "deploy") == 0  # printed literally, not a crash
     assert ODD in capsys.readouterr().out.replace("\n", "")
 
     records, warnings = parse_history(
@@ -341,9 +351,9 @@ def test_human_output_survives_markup_and_wrong_types_from_hosts(capsys: pytest.
         + "\n{half-writ\n"
     )
     assert len(records) == 1 and len(warnings) == 1 and "line 2" in warnings[0]
-    assert render_hosts.history_table([HostHistory("ubuntu@a", records=records)], False) == 0
+    assert render_hosts.history_table([HostHistory("ubuntu@a", records=records)], text_env()) == 0
     holder = hostdata.record({"operator": ODD, "since": 12, "action": None, "tag": ["v"]})
-    assert render_hosts.lock_table([HostLock("ubuntu@a", holder=holder)], False, "lock status") == 0
+    assert render_hosts.lock_table([HostLock("ubuntu@a", holder=holder)], text_env(), "lock status") == 0
     status = HostStatus(
         host="ubuntu@a",
         health=200,
@@ -354,6 +364,6 @@ def test_human_output_survives_markup_and_wrong_types_from_hosts(capsys: pytest.
         services=[{"service": "api", "state": ODD, "tag": ODD, "image_id": "sha256:1"}],
         targeted=[{"name": ODD, "tag": ODD, "running": True, "worker": {"status": ODD}}],
     )
-    assert render_hosts.status_table([status], False) == 1
+    assert render_hosts.status_table([status], text_env()) == 1
     out = capsys.readouterr().out
     assert "UNFINISHED" in out and "[/]" in out
