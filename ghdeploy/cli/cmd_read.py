@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,18 +29,27 @@ def hosts(ctx: typer.Context, host: HostOpt = None) -> None:
     finish(render_hosts.hosts_list(found, notes, source, env))
 
 
+def _read(ctx: typer.Context, command: str, reader: str, host: list[str] | None, accept: bool, *args: Any) -> list[Any]:
+    """A read-only command's body: load its config, start connecting to its hosts, import `reader`
+    (module.function) meanwhile, and read every host with it; the caller renders the rows."""
+    env = env_of(ctx)
+    config = load(env, command, only=host)
+    opts = connect_ahead(config, host, accept)
+    importlib.import_module("ghdeploy.render_hosts")  # the tables, imported while the hosts connect
+    module, name = reader.rsplit(".", 1)
+    run = getattr(importlib.import_module(module), name)
+    with reporter(env) as progress:
+        rows: list[Any] = run(config, opts, progress, *args)
+    return rows
+
+
 @app.command()
 def status(ctx: typer.Context, host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Per host: services, image, health, worker state, version, last deploy (all hosts at once)."""
-    env = env_of(ctx)
-    config = load(env, "status", only=host)
-    opts = connect_ahead(config, host, accept_new_host_key)
+    rows = _read(ctx, "status", "ghdeploy.commands.status.status", host, accept_new_host_key)
     from ghdeploy import render_hosts
-    from ghdeploy.commands.status import status as run_status
 
-    with reporter(env) as progress:
-        rows = run_status(config, opts, progress)
-    finish(render_hosts.status_table(rows, env))
+    finish(render_hosts.status_table(rows, env_of(ctx)))
 
 
 @app.command()
@@ -82,29 +92,19 @@ def history(
     accept_new_host_key: AcceptOpt = False,
 ) -> None:
     """The deploy and rollback records kept on each host, newest last."""
-    env = env_of(ctx)
-    config = load(env, "history", only=host)
-    opts = connect_ahead(config, host, accept_new_host_key)
+    rows = _read(ctx, "history", "ghdeploy.commands.history.history", host, accept_new_host_key, n)
     from ghdeploy import render_hosts
-    from ghdeploy.commands.history import history as run_history
 
-    with reporter(env) as progress:
-        rows = run_history(config, opts, progress, n)
-    finish(render_hosts.history_table(rows, env))
+    finish(render_hosts.history_table(rows, env_of(ctx)))
 
 
 @lock_app.command("status")
 def lock_status(ctx: typer.Context, host: HostOpt = None, accept_new_host_key: AcceptOpt = False) -> None:
     """Show who holds each host's deploy lock, since when, and why."""
-    env = env_of(ctx)
-    config = load(env, "lock", only=host)
-    opts = connect_ahead(config, host, accept_new_host_key)
+    rows = _read(ctx, "lock", "ghdeploy.commands.lock.lock_status", host, accept_new_host_key)
     from ghdeploy import render_hosts
-    from ghdeploy.commands.lock import lock_status as run_lock_status
 
-    with reporter(env) as progress:
-        rows = run_lock_status(config, opts, progress)
-    finish(render_hosts.lock_table(rows, env, "lock status"))
+    finish(render_hosts.lock_table(rows, env_of(ctx), "lock status"))
 
 
 @lock_app.command("release")
