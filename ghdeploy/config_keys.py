@@ -7,7 +7,7 @@ returns the parsed, typed value.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
 if TYPE_CHECKING:
     from ghdeploy.config_schema import Config
@@ -105,42 +105,39 @@ class Key(Generic[T]):
         raise AttributeError(f"config is frozen: {self.name} cannot be changed")
 
 
+class Options(TypedDict, Generic[T], total=False):
+    """What any key may add: `secret=True` (its value is never printed), and a `check` of the
+    parsed value (given whether it was set explicitly) that returns why it is refused, or None."""
+
+    secret: bool
+    check: Callable[[T, bool], str | None] | None
+
+
+class SettingOptions(Options[T], total=False):
+    process_only: bool  # read only from the process environment or a flag (see Key)
+
+
 def setting(
     name: str,
     parse: Callable[[str], T],
     default: str,
     help: str,
     commands: Iterable[str],
-    *,
-    secret: bool = False,
-    check: Callable[[T, bool], str | None] | None = None,
-    process_only: bool = False,
+    **options: Unpack[SettingOptions[T]],
 ) -> Key[T]:
     """A key with a default: always has a value."""
-    return Key(name, parse, default, help, commands, secret=secret, check=check, process_only=process_only)
+    return Key(name, parse, default, help, commands, **options)
 
 
 def required(
-    name: str,
-    parse: Callable[[str], T],
-    help: str,
-    commands: Iterable[str],
-    *,
-    secret: bool = False,
-    check: Callable[[T, bool], str | None] | None = None,
+    name: str, parse: Callable[[str], T], help: str, commands: Iterable[str], **options: Unpack[Options[T]]
 ) -> Key[T]:
     """A key the listed commands cannot run without."""
-    return Key(name, parse, None, help, commands, required=True, secret=secret, check=check)
+    return Key(name, parse, None, help, commands, required=True, **options)
 
 
 def optional(
-    name: str,
-    parse: Callable[[str], T],
-    help: str,
-    commands: Iterable[str],
-    *,
-    secret: bool = False,
-    check: Callable[[T, bool], str | None] | None = None,
+    name: str, parse: Callable[[str], T], help: str, commands: Iterable[str], **options: Unpack[Options[T]]
 ) -> Key[T | None]:
     """A key that may stay unset (None)."""
-    return Key(name, parse, None, help, commands, secret=secret, check=check)
+    return Key(name, parse, None, help, commands, **options)

@@ -32,42 +32,38 @@ class GhdeployError(Exception):
         return self.message
 
 
-class ConfigError(GhdeployError):
-    """Bad configuration or input, found before anything was touched."""
+class BadInput(GhdeployError):
+    """Found before anything was touched: the user fixes it and runs again (exit 2)."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class ConfigError(BadInput):
+    """Bad configuration or input, found before anything was touched."""
 
     def __init__(self, problems: list[str] | str, hint: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems), hint)
 
 
-class UsageError(GhdeployError):
+class UsageError(BadInput):
     """The command line itself is wrong (unknown option, bad value): what --json reports for it."""
 
-    exit_code = ExitCode.BAD_INPUT
 
-
-class PreflightError(GhdeployError):
+class PreflightError(BadInput):
     """A check before any host was touched failed (missing tag, bad host key, unreachable host)."""
 
-    exit_code = ExitCode.BAD_INPUT
 
-
-class LocalToolError(GhdeployError):
+class LocalToolError(BadInput):
     """A local prerequisite (docker engine, git repo) is missing."""
-
-    exit_code = ExitCode.BAD_INPUT
 
 
 class OperationFailed(GhdeployError):
-    """The operation ran and failed."""
-
-    exit_code = ExitCode.FAILED
+    """The operation ran and failed (exit 1, GhdeployError's own code)."""
 
 
 class RegistryError(GhdeployError):
-    exit_code = ExitCode.FAILED
+    """The registry or AWS answered with an error, or could not be reached."""
 
 
 class CredentialsError(RegistryError):
@@ -78,8 +74,6 @@ class CredentialsError(RegistryError):
 
 class SSHError(GhdeployError):
     """Could not connect to or authenticate with a host, or a remote command failed to run."""
-
-    exit_code = ExitCode.FAILED
 
     def __init__(self, host: str, message: str, hint: str | None = None) -> None:
         super().__init__(f"{host}: {message}", hint)
@@ -93,7 +87,7 @@ class HostKeyError(SSHError):
 
 
 class RemoteCommandError(GhdeployError):
-    exit_code = ExitCode.FAILED
+    """A command on a host exited non-zero (transports' check())."""
 
     def __init__(self, host: str, command: str, rc: int, stderr: str) -> None:
         tail = stderr.strip().splitlines()[-5:]

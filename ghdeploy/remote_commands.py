@@ -31,6 +31,16 @@ LOCK_HELD_CODE = 75
 HOST_NOW = "@host-now@"
 
 
+class _InStateDir:
+    """A path in the host's state directory (GHOSTHANDS_DIR/.ghdeploy), read as a RemoteLayout attribute."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, layout: RemoteLayout, owner: type | None = None) -> str:
+        return f"{layout.state_dir}/{self.name}"
+
+
 @dataclass(frozen=True)
 class RemoteLayout:
     """Where things live on a host."""
@@ -40,21 +50,13 @@ class RemoteLayout:
     # ECR_REGISTRY/ECR_REPOSITORY: targeted workers of another repository on the same host are not ours.
     image_repo: str | None = None
 
+    history_file = _InStateDir("history.jsonl")
+    pending_file = _InStateDir("pending.json")
+    lock_dir = _InStateDir("lock")
+
     @property
     def state_dir(self) -> str:
         return f"{self.app_dir.rstrip('/')}/{STATE_DIRNAME}"
-
-    @property
-    def history_file(self) -> str:
-        return f"{self.state_dir}/history.jsonl"
-
-    @property
-    def pending_file(self) -> str:
-        return f"{self.state_dir}/pending.json"
-
-    @property
-    def lock_dir(self) -> str:
-        return f"{self.state_dir}/lock"
 
 
 def render(argv: Argv) -> str:

@@ -179,16 +179,13 @@ class FleetTable:
     def renew(self, lease: Lease, ttl: float) -> Lease | None:
         """Push the expiry out; None if the lease is no longer ours (it expired and was taken)."""
         expires = self._now() + ttl
-        renewed = self._done(
+        renewed = self._if_ours(
             "renew the lease",
             "update_item",
-            unless=CONDITION_FAILED,
-            TableName=self.name,
-            Key={"pk": {"S": f"{LEASE_PREFIX}{lease.slot}"}},
+            lease,
             UpdateExpression="SET #e = :e",
-            ConditionExpression="#t = :t",
-            ExpressionAttributeNames={"#e": "expires", "#t": "token"},
-            ExpressionAttributeValues={":e": {"N": f"{expires:.3f}"}, ":t": {"S": lease.token}},
+            names={"#e": "expires"},
+            values={":e": {"N": f"{expires:.3f}"}},
         )
         if not renewed:
             return None
@@ -196,15 +193,28 @@ class FleetTable:
 
     def release(self, lease: Lease) -> bool:
         """Free our slot; False if it was not ours any more."""
+        return self._if_ours("release the lease", "delete_item", lease)
+
+    def _if_ours(
+        self,
+        what: str,
+        operation: str,
+        lease: Lease,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> bool:
+        """A write to our lease's item on condition that the lease is still ours (its token)."""
         return self._done(
-            "release the lease",
-            "delete_item",
+            what,
+            operation,
             unless=CONDITION_FAILED,
             TableName=self.name,
             Key={"pk": {"S": f"{LEASE_PREFIX}{lease.slot}"}},
             ConditionExpression="#t = :t",
-            ExpressionAttributeNames={"#t": "token"},
-            ExpressionAttributeValues={":t": {"S": lease.token}},
+            ExpressionAttributeNames={"#t": "token", **(names or {})},
+            ExpressionAttributeValues={":t": {"S": lease.token}, **(values or {})},
+            **params,
         )
 
     def holders(self, batch: int) -> list[dict[str, Any]]:
