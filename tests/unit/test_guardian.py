@@ -40,6 +40,7 @@ case "$1" in
     img=$(cat "$FAKE/image" 2>/dev/null || echo OLD)
     [ "$img" = OLD ] && id=$OLD_ID || id=$NEW_ID
     echo "$id running 0 $(cat "$FAKE/health" 2>/dev/null || echo healthy)"; exit 0 ;;
+  ps) cat "$FAKE/containers" 2>/dev/null; exit 0 ;;
   start) exit 0 ;;
 esac
 exit 0
@@ -185,6 +186,54 @@ def test_fires_mid_switch_restores_the_recorded_image_records_and_frees_the_lock
     assert "changing phase" in rec["error"] and "ann@laptop" in rec["error"] and "@@" not in json.dumps(rec)
     assert rec["from"] == {"image_id": OLD} and rec["time"].endswith("Z")
     assert not Path(lay.lock_dir).exists() and not Path(lay.pending_file).exists()
+
+
+def test_fires_mid_replacement_puts_the_renamed_targeted_workers_back(host: dict[str, str]) -> None:
+    """The laptop died while replacing targeted workers: gh-worker-1 had been renamed and its
+    replacement created (running), gh-worker-2 renamed with no replacement yet. Both come back
+    under their names, the one whose replacement ran started, then stopped targeted ones started."""
+    lay = layout(host)
+    take_lock(lay)
+    Path(host["FAKE"], "image").write_text("NEW\n")
+    names = ["ghosthands-api-1", "gh-worker-1", "gh-worker-1.ghdeploy-backup", "gh-worker-2.ghdeploy-backup"]
+    Path(host["FAKE"], "containers").write_text("\n".join(names) + "\n")
+    g = arm(host, 1, plan(host, targeted=("gh-worker-1", "gh-worker-2")), "changing")
+    assert wait_result(g) == "restored"
+    log = calls(host).splitlines()
+    put_back = [c for c in log if c.startswith(("docker rm", "docker rename", "docker start"))]
+    assert put_back[:5] == [
+        "docker rm -f gh-worker-1",
+        "docker rename gh-worker-1.ghdeploy-backup gh-worker-1",
+        "docker start gh-worker-1",
+        "docker rm -f gh-worker-2",
+        "docker rename gh-worker-2.ghdeploy-backup gh-worker-2",
+    ]
+    assert log.index("docker rename gh-worker-1.ghdeploy-backup gh-worker-1") > next(
+        i for i, c in enumerate(log) if "force-recreate" in c
+    )  # after the app is back on the recorded image
+    assert "putting back any targeted worker" in Path(g, "log").read_text()
+    [rec] = history(lay)
+    assert rec["guardian"] == "restored" and not Path(lay.lock_dir).exists()
+
+
+def test_a_kept_new_image_leaves_the_backups_to_the_next_run(host: dict[str, str]) -> None:
+    """Nothing ran before (no recorded image): the new one is kept, and so are the replacements;
+    the next deploy's recover_backups settles the backups."""
+    lay = layout(host)
+    take_lock(lay)
+    Path(host["FAKE"], "containers").write_text("gh-worker-1\ngh-worker-1.ghdeploy-backup\n")
+    g = arm(host, 1, plan(host, restore_ref="", restore_id="", targeted=("gh-worker-1",)), "changing")
+    assert wait_result(g) == "kept"
+    assert "rename" not in calls(host) and "docker ps" not in calls(host)
+
+
+def test_the_guardian_puts_backups_back_with_the_drivers_own_script() -> None:
+    from ghdeploy import remote_commands as rc
+
+    assert rc.restore_all_backups()[2] in guardian.GUARDIAN_SCRIPT
+    assert "@@" not in guardian.GUARDIAN_SCRIPT.replace("@@TIME@@", "").replace("@@PHASE@@", "").replace(
+        "@@IMAGE_ID@@", ""
+    )
 
 
 def test_a_renewed_guardian_does_nothing_and_finish_disarms_and_frees_the_lock(host: dict[str, str]) -> None:
