@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cli, api_image_id, busy, commit, host_http, make_broken
+from tests.integration.conftest import Cli, api_image_id, busy, commit, containers, host_docker, host_http, make_broken
 
 H1 = "root@10.77.1.2"
 H2, H3 = "root@10.77.2.2", "root@10.77.3.2"
@@ -236,3 +236,34 @@ def test_link_cut_mid_switch(h1: Cli, two_releases: dict[str, str]) -> None:
     assert "abandoned" in out or "unconfirmed" in out, out + err
     assert "reconnect" in err, err
     assert image == two_releases["v1 (recorded)"] or last_record("h1")["guardian"] == "kept"
+
+
+def test_sigkill_mid_replacement_of_a_targeted_worker_puts_the_very_container_back(
+    h1: Cli, two_releases: dict[str, str]
+) -> None:
+    """Killed while a targeted worker is renamed to NAME.ghdeploy-backup and its replacement runs
+    the new image (before the host is confirmed): the guardian puts back that very container."""
+    v1_ref = host_docker("h1", "inspect", "--format", "{{.Config.Image}}", "ghosthands-api-1")
+    # No status port: after the switch the replacement must stay up WORKER_SETTLE s before the
+    # host is confirmed, a window in which its backup is certainly there.
+    host_docker(
+        "h1", "run", "-d", "--name", "gh-worker-eeee0005", "--network", "host",
+        "--label", "gh.role=targeted-worker", "-e", "GH_WORKER_PORT=3102", v1_ref, "worker",
+    )  # fmt: skip
+    original = containers("h1")["gh-worker-eeee0005"]
+    run = Running(h1, "deploy", "--deploy-only")
+    run.wait_line("replacing gh-worker-eeee0005")
+    end = time.monotonic() + 60
+    while "gh-worker-eeee0005.ghdeploy-backup" not in containers("h1"):
+        assert time.monotonic() < end, "the backup never appeared:\n" + "\n".join(run.lines)
+        time.sleep(0.05)
+    t = run.kill()
+    image = check_healed("h1", t, "SIGKILL mid-replacement of a targeted worker", two_releases, ("restored",))
+    assert image == two_releases["v1 (recorded)"]
+    now = containers("h1")
+    assert now.get("gh-worker-eeee0005") == original  # the very container, not a replacement
+    assert not any(name.endswith(".ghdeploy-backup") for name in now), now
+    assert host_docker("h1", "inspect", "--format", "{{.State.Running}}", "gh-worker-eeee0005") == "true"
+    assert "putting back any targeted worker" in "\n".join(_logs("h1"))
+    status = h1.json("status")["hosts"][0]
+    assert status["last_deploy"]["result"] == "abandoned" and status["unfinished_deploy"] is None
