@@ -76,6 +76,10 @@ class Guard:
 
     def _run(self, argv: Argv, *, stdin: bytes | None = None, timeout: float = 30) -> CommandResult:
         result = self.conn.run(argv, stdin=stdin, timeout=timeout)
+        return self.checked(result)
+
+    def checked(self, result: CommandResult) -> CommandResult:
+        """`result`, unless its exit status says the guardian fired: then GuardianTookOver."""
         if result.rc == TOOK_OVER:
             self.fired = True
             raise GuardianTookOver(
@@ -169,14 +173,7 @@ class FencedRemote:
         self.host = via.host
 
     def run(self, argv: Argv, *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
-        result = self.via.run(fence(self.guard.dir, argv), stdin=stdin, timeout=timeout)
-        if result.rc == TOOK_OVER:
-            self.guard.fired = True
-            raise GuardianTookOver(
-                f"{self.host.label}: the host's guardian took over (ghdeploy was out of touch for "
-                f"{self.guard.lease}s); the host heals itself"
-            )
-        return result
+        return self.guard.checked(self.via.run(fence(self.guard.dir, argv), stdin=stdin, timeout=timeout))
 
     def check(self, argv: Argv, *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
         from ghdeploy.errors import RemoteCommandError
