@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,9 +23,26 @@ from ghdeploy.cli.options import (
 )
 from ghdeploy.cli.runtime import finish, host_options, load, reporter
 from ghdeploy.cli.signals import Interrupts
+from ghdeploy.environment import Environment
 from ghdeploy.errors import ConfigError
 
+if TYPE_CHECKING:
+    from ghdeploy.progress import Reporter
+    from ghdeploy.waiting import CancelToken
+
 TAG_FLAGS = {"IMAGE_TAG": "--tag", "GH_PLATFORM": "--platform"}
+
+
+def _change_fleet(
+    env: Environment, command: str, run: Callable[..., Any], host: list[str] | None, accept: bool, **fleet: Any
+) -> None:
+    """Deploy or rollback: `run(reporter, cancel, hosts_opts=..., **fleet)` with Ctrl-C as a cancel
+    event (a host mid-switch is rolled back, not killed), then the report and its exit code."""
+    from ghdeploy import render
+
+    with reporter(env) as progress, Interrupts(progress) as cancel:
+        report = run(progress, cancel, hosts_opts=host_options(host, accept), **fleet)
+    finish(render.deploy_report(report, env, command))
 
 
 @app.command()
@@ -90,11 +108,10 @@ def deploy(
     config = load(
         env, "push" if push_only else "deploy", {"IMAGE_TAG": tag, "GH_PLATFORM": platform}, TAG_FLAGS, only=host
     )
-    from ghdeploy import render
     from ghdeploy.commands.deploy import deploy as run_deploy
 
-    with reporter(env) as progress, Interrupts(progress) as cancel:
-        report = run_deploy(
+    def run(progress: Reporter, cancel: CancelToken, **fleet: Any) -> Any:
+        return run_deploy(
             config,
             Path.cwd(),
             progress,
@@ -103,12 +120,10 @@ def deploy(
             mode=mode,
             allow_dirty=allow_dirty,
             platform=platform,
-            hosts_opts=host_options(host, accept_new_host_key),
-            batch=batch,
-            dry_run=dry_run,
-            message=message,
+            **fleet,
         )
-    finish(render.deploy_report(report, env, "deploy"))
+
+    _change_fleet(env, "deploy", run, host, accept_new_host_key, batch=batch, dry_run=dry_run, message=message)
 
 
 @app.command(
@@ -138,18 +153,9 @@ def rollback(
         if to is not None
         else load(env, "rollback", only=host)
     )
-    from ghdeploy import render
     from ghdeploy.commands.rollback import rollback as run_rollback
 
-    with reporter(env) as progress, Interrupts(progress) as cancel:
-        report = run_rollback(
-            config,
-            progress,
-            cancel,
-            to_tag=to,
-            hosts_opts=host_options(host, accept_new_host_key),
-            batch=batch,
-            dry_run=dry_run,
-            message=message,
-        )
-    finish(render.deploy_report(report, env, "rollback"))
+    def run(progress: Reporter, cancel: CancelToken, **fleet: Any) -> Any:
+        return run_rollback(config, progress, cancel, to_tag=to, **fleet)
+
+    _change_fleet(env, "rollback", run, host, accept_new_host_key, batch=batch, dry_run=dry_run, message=message)

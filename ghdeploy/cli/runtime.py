@@ -33,10 +33,14 @@ def load(
     """
     from ghdeploy.config import load_config
 
-    if isinstance(command, str):
-        config = load_config(command=command, env_file=env.env_file, overrides=overrides, flag_names=flags)
-    else:
-        config = load_config(needs=command, env_file=env.env_file, overrides=overrides, flag_names=flags)
+    config = load_config(
+        command=command if isinstance(command, str) else None,
+        needs=None if isinstance(command, str) else command,
+        env_file=env.env_file,
+        overrides=overrides,
+        flag_names=flags,
+        environ=env.environ,
+    )
     for warning in config.warnings:
         env.stderr.write(f"warning: {warning}\n")
     if only and "EC2_HOST" in config.values and "ASG_NAME" not in config.values:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,13 @@ def test_progress_lines_use_the_given_clock_and_stderr() -> None:
     with render.ConsoleReporter(env) as reporter:
         reporter.step("ubuntu@a", "pulling")
     assert text(env.stderr) == "[   2.5s] ubuntu@a: pulling\n"
+
+
+def test_config_comes_from_the_given_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env.deploy here
+    monkeypatch.delenv("EC2_HOST", raising=False)
+    monkeypatch.delenv("ASG_NAME", raising=False)
+    env = captured(EC2_HOST="ec2-user@10.0.0.5,ec2-user@10.0.0.6")
+    assert main(["hosts", "--json"], env) == 0
+    doc = json.loads(text(env.stdout))
+    assert [h["host"] for h in doc["hosts"]] == ["ec2-user@10.0.0.5", "ec2-user@10.0.0.6"]
