@@ -6,13 +6,17 @@ other commands never pay for it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ghdeploy.config import Config
 from ghdeploy.errors import ConfigError, PreflightError
@@ -119,7 +123,7 @@ def serve(config: Config, cwd: Path, listen: str, *, verbose: int = 0, quiet: bo
         safe_url(settings.database_url),
         operator_name(),
     )
-    server = uvicorn.Server(
+    server = graceful_server(log)(
         uvicorn.Config(
             create_app(receiver),
             log_level="warning" if quiet else "info",
@@ -132,9 +136,61 @@ def serve(config: Config, cwd: Path, listen: str, *, verbose: int = 0, quiet: bo
     )
     try:
         server.run(sockets=[sock])
+        if server.stop_signal is not None:
+            left = "deploys still queued stay queued in the database: the next `ghdeploy serve` on it runs the newest"
+            try:
+                queued = store.has_queued()
+            except Exception:  # the report is a courtesy; the shutdown itself went well
+                queued = False
+            log.info(
+                "stopped on %s: no longer taking webhooks, the running deploy (if any) stopped at a safe point "
+                "and was recorded; %s; exiting 0",
+                signal.Signals(server.stop_signal).name,
+                left if queued else "no deploy is queued",
+            )
     finally:
         if callbacks is not None:
             callbacks.close()
         store.close()
         sock.close()
     return 0
+
+
+def graceful_server(log: logging.Logger) -> type:
+    """uvicorn.Server whose SIGTERM/SIGINT is a graceful stop that exits 0.
+
+    uvicorn (>= 0.29) re-raises the signal it caught once it has shut down, so a receiver that
+    stopped cleanly (the lifespan let the running deploy reach a safe point and recorded it) died
+    of that signal: exit 143, which a supervisor reports as a crash. Here the handlers are the
+    same, put back the same way, and the signal is not raised again.
+    """
+    import threading
+
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        stop_signal: int | None = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.stop_signal is None:
+                log.info(
+                    "%s received: shutting down gracefully (no new webhooks; a running deploy stops at its "
+                    "next safe point, queued ones stay queued)",
+                    signal.Signals(sig).name,
+                )
+                self.stop_signal = sig
+            super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer

@@ -401,15 +401,24 @@ def test_sigterm_lets_the_running_deploy_stop_at_a_safe_point(
     while "draining" not in json.dumps(receiver.get(f"/api/v1/deploys/{deploy_id}")["progress"]):
         assert time.monotonic() < deadline, "the deploy never reached the drain"
         time.sleep(0.1)
+    queued = receiver.post(payload_for(tags["c"])).json()["id"]  # waits behind the running one
+    assert receiver.get(f"/api/v1/deploys/{queued}")["status"] == "queued"
     assert receiver.proc is not None
     receiver.proc.send_signal(signal.SIGTERM)
-    receiver.proc.wait(300)  # it waits for the deploy to reach a safe point, then exits
-    assert "stops at its next safe point" in receiver.log.read_text()
+    # It waits for the deploy to reach a safe point, then exits 0: a clean stop, not a crash (143).
+    assert receiver.proc.wait(300) == 0, receiver.log.read_text()
+    log = receiver.log.read_text()
+    assert "SIGTERM received: shutting down gracefully" in log
+    assert "stops at its next safe point" in log
+    assert "stopped on SIGTERM" in log and "the next `ghdeploy serve` on it runs the newest" in log
+    assert version("h3")["image_tag"] == tags["a"]  # back on the image it ran, healthy
+    assert not Path("/var/lib/ghtb/h3/opt/.ghdeploy/lock").exists()  # and the host's lock is free
     restarted = receivers([H3])
     record = restarted.get(f"/api/v1/deploys/{deploy_id}")
     assert record["status"] == "interrupted" and record["hosts"][0]["result"] == "rolled back", record
-    assert version("h3")["image_tag"] == tags["a"]  # back on the image it ran, healthy
-    assert not Path("/var/lib/ghtb/h3/opt/.ghdeploy/lock").exists()  # and the host's lock is free
+    # The queued deploy was not lost: the next receiver on the same database runs it.
+    assert restarted.wait(queued, *FINAL)["status"] == "succeeded"
+    assert version("h3")["image_tag"] == tags["c"]
 
 
 def test_two_receivers_on_postgresql_never_run_two_deploys_at_once(
