@@ -108,6 +108,7 @@ def rollback(
     try:
         targets: dict[str, Target] = {}
         problems: dict[str, str] = {}
+        pruned: dict[str, hostops.ImageRecord] = {}  # recorded images no longer on their host
         for label in fleet.order:
             if shared_target is not None:
                 running = hostops.read_snapshot(fleet.conns[label], fleet.layout).app_image
@@ -142,11 +143,16 @@ def rollback(
                 digest=None,
                 image_id=previous.image_id,
             )
+            if naming_exactly(conn, previous.image_id, (ref, previous.repo_digest, previous.image_id)) is None:
+                pruned[label] = previous
+        if pruned:
+            auth = _pull_back_pruned(config, reporter, pruned, targets, problems)
+            op.auth = auth
         if problems:
             hint = (
                 "name hosts that need it with --host"
                 if shared_target is not None
-                else "use `ghdeploy rollback --to TAG` to name the image"
+                else "use `ghdeploy rollback --to TAG` to name the image (one that is in the registry)"
             )
             raise_for_host_problems(problems, hint)
         report.timings["preflight"] = time.monotonic() - t0
@@ -165,6 +171,37 @@ def rollback(
     finally:
         fleet.close()
     return report
+
+
+def _pull_back_pruned(
+    config: Config,
+    reporter: Reporter,
+    pruned: dict[str, hostops.ImageRecord],
+    targets: dict[str, Target],
+    problems: dict[str, str],
+) -> registry.RegistryAuth | None:
+    """Hosts whose rollback image is gone (a deploy keeps only RETAIN_RELEASES releases): pull it
+    back by the exact digest its history recorded, with the deploy's registry login; a host
+    whose image cannot be pulled back is a problem (nothing is touched). Returns the login."""
+    auth = None
+    for label, previous in pruned.items():
+        name = previous.tag or (previous.image_id or "?")[:19]
+        gone = f"{name} ({(previous.image_id or '?')[:19]}) is no longer on the host (a deploy keeps RETAIN_RELEASES releases)"
+        digest = previous.digest
+        where = (previous.repo_digest or "").split("@", 1)[0]
+        if not digest or where != config.image_name:
+            problems[label] = f"{gone}, and its history records no digest in {config.image_name} to pull it back by"
+            continue
+        if auth is None:
+            auth = registry.login_once(config.text("AWS_REGION"), config.registry)
+        if registry.resolve_digest(auth, config.repository, digest) is None:
+            problems[label] = f"{gone}, nor in the registry: {config.image_name}@{digest} is not there any more"
+            continue
+        reporter.info(f"{label}: {gone}; pulling it back from the registry by its recorded digest {digest}")
+        targets[label] = Target(
+            ref=f"{config.image_name}@{digest}", label=targets[label].label, digest=digest, image_id=previous.image_id
+        )
+    return auth
 
 
 def _local_target(fleet: Fleet, label: str, target: Target) -> Target:
