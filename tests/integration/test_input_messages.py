@@ -114,3 +114,21 @@ def test_verify_says_which_head_it_compared_and_where_from(
     text = " ".join((mismatch.stdout + mismatch.stderr).split())
     assert f"HEAD of {elsewhere}" in text
     assert "no Dockerfile" in text  # the hint: this is not the app's checkout
+
+
+def test_a_missing_tag_in_a_large_repository_dates_only_the_closest(
+    cli_factory: Callable[..., Cli], testbed_env: dict[str, str], hosts: list[str]
+) -> None:
+    # More tags than the message reads dates for on a registry without ECR's DescribeImages (the
+    # testbed's moto has none of these images): the closest tags come dated, "newest" is left out
+    # rather than guessed, and the count stays.
+    repo = f"input-many-{uuid.uuid4().hex[:8]}"
+    push_tiny_image(testbed_env, repo, [f"build-{n}" for n in range(30)])
+    cli = cli_factory(EC2_HOST=hosts[0], ECR_REPOSITORY=repo)
+    rolled = cli("rollback", "--dry-run", "--to", "biuld-17", timeout=120)
+    assert rolled.returncode == 2, rolled.stderr
+    text = " ".join(rolled.stderr.split())
+    closest = text.split("closest:", 1)[1].split(";")[0]
+    assert "build-17 (" in closest, text  # dated: the image's creation time
+    assert "newest:" not in text
+    assert "30 tags in all" in text and "Traceback" not in rolled.stderr
