@@ -216,7 +216,7 @@ class Fleet:
             except guardian.GuardianTookOver:
                 if self.reporter is not None:
                     self.reporter.warn(f"{label}: the host's guardian took over; it frees the lock itself")
-            except GhdeployError as exc:
+            except (GhdeployError, EOFError, OSError) as exc:  # a raw one: a link that just died
                 if self.reporter is not None:
                     hint = (
                         f"its guardian frees it within {guardian.LEASE}s"

@@ -410,3 +410,26 @@ def test_state_parse() -> None:
     s = guardian.State.parse("fired changing yes restored\n")
     assert (s.token, s.phase, s.alive, s.result) == ("fired", "changing", True, "restored")
     assert guardian.State.parse("").token == "none"
+
+
+def test_a_raw_transport_error_in_a_renewal_is_noted_and_the_heartbeat_goes_on() -> None:
+    # paramiko's bare EOFError of a dead link must not end the renewing thread with a traceback.
+    from ghdeploy.engine.guardian.driver import Heartbeat
+
+    class Flaky:
+        fired = False
+        error: str | None = None
+        renewals = 0
+
+        def renew(self) -> None:
+            self.renewals += 1
+            if self.renewals == 1:
+                raise EOFError()
+
+    guard = Flaky()
+    with Heartbeat([guard], every=0.01):  # type: ignore[list-item]
+        deadline = time.monotonic() + 10
+        while guard.renewals < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert guard.renewals >= 3
+    assert guard.error == "SSH connection lost (EOFError)"

@@ -209,8 +209,10 @@ class Heartbeat:
                 guard.renew()
             except GuardianTookOver:
                 return
-            except GhdeployError as exc:
-                guard.error = str(exc)  # the host thread notices the lost link itself
+            except (GhdeployError, EOFError, OSError) as exc:
+                # the host thread notices the lost link itself; a raw transport error must not end
+                # this thread with a traceback on stderr
+                guard.error = str(exc) or f"SSH connection lost ({type(exc).__name__})"
 
     def __enter__(self) -> Heartbeat:
         for thread in self._threads:
