@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ghdeploy import records
 from ghdeploy import remote_commands as rc
@@ -22,8 +22,9 @@ class LockHeld(GhdeployError):
     exit_code = ExitCode.LOCKED
 
 
-def lock_info(operator: str, action: str, tag: str | None, message: str | None) -> dict[str, Any]:
-    info = LockInfo(
+def lock_info(operator: str, action: str, tag: str | None, message: str | None) -> LockInfo:
+    """The record of a lock this run is about to take (with a fresh id: only its holder releases it)."""
+    return LockInfo(
         id=secrets.token_hex(8),  # lets the holder release only its own lock
         operator=operator,
         action=action,
@@ -31,7 +32,6 @@ def lock_info(operator: str, action: str, tag: str | None, message: str | None) 
         message=message,
         since=rc.HOST_NOW,  # the host stamps its own time when it takes the lock
     )
-    return info.to_dict()
 
 
 def age(since: object) -> str:
@@ -49,20 +49,19 @@ def age(since: object) -> str:
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m ago"
 
 
-def describe(holder: dict[str, Any]) -> str:
-    who, since = holder.get("operator") or "?", holder.get("since") or "?"
-    parts = [f"held by {who} since {since} ({age(holder.get('since'))})"]
-    if holder.get("action"):
-        parts.append(f"{holder['action']} of {holder.get('tag') or '?'}")
-    if holder.get("message"):
-        parts.append(f"message: {holder['message']!r}")
+def describe(holder: LockInfo) -> str:
+    who, since = holder.operator or "?", holder.since or "?"
+    parts = [f"held by {who} since {since} ({age(holder.since)})"]
+    if holder.action:
+        parts.append(f"{holder.action} of {holder.tag or '?'}")
+    if holder.message:
+        parts.append(f"message: {holder.message!r}")
     return ", ".join(parts)
 
 
-def acquire(remote: Remote, layout: rc.RemoteLayout, info: dict[str, Any]) -> dict[str, Any] | None:
+def acquire(remote: Remote, layout: rc.RemoteLayout, info: LockInfo) -> LockInfo | None:
     """Take the lock; None on success, else the holder's record."""
-    record = LockInfo.from_dict(info) or LockInfo()
-    result = remote.run(rc.acquire_lock(layout), stdin=records.lock_text(record).encode(), timeout=30)
+    result = remote.run(rc.acquire_lock(layout), stdin=records.lock_text(info).encode(), timeout=30)
     if result.rc == 0:
         return None
     if result.rc == rc.LOCK_HELD_CODE:
@@ -72,7 +71,7 @@ def acquire(remote: Remote, layout: rc.RemoteLayout, info: dict[str, Any]) -> di
             holder = {}
         from ghdeploy import hostdata
 
-        return hostdata.record(holder) or {}
+        return LockInfo.from_dict(hostdata.record(holder) or {}) or LockInfo()
     raise GhdeployError(f"{remote.host.label}: could not take the deploy lock: {result.stderr.strip()[-200:]}")
 
 
@@ -86,12 +85,12 @@ def release(remote: Remote, layout: rc.RemoteLayout, lock_id: str | None = None)
     return True
 
 
-def read(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:
+def read(remote: Remote, layout: rc.RemoteLayout) -> LockInfo | None:
+    """The lock's record, or None when the host's lock is free (an unreadable one is kept in `extra`)."""
     from ghdeploy import hostdata
-    from ghdeploy.hostops import read_json
+    from ghdeploy.host_records import read_json
 
     data = read_json(remote, rc.read_lock(layout))
     if data is None:
         return None
-    info = LockInfo.from_dict(hostdata.record(data))
-    return info.to_dict() if info else None
+    return LockInfo.from_dict(hostdata.record(data))

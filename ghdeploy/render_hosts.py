@@ -98,8 +98,8 @@ def status_table(rows: list[Any], env: Environment) -> int:
             last = f"[red]{escape(unfinished)}[/red]; {escape(last)}"
         else:
             last = escape(last)
-        if r.lock:
-            last = f"[yellow]locked by {escape(str(r.lock.get('operator')))}[/yellow]; " + last
+        if r.lock is not None and r.lock.to_dict():  # an empty record (not an object) is not shown
+            last = f"[yellow]locked by {escape(str(r.lock.operator))}[/yellow]; " + last
         t.add_row(
             escape(r.host),
             health,
@@ -225,10 +225,10 @@ def lock_table(rows: list[Any], env: Environment, command: str) -> int:
             t.add_row(
                 escape(r.host),
                 state,
-                escape(str(h.get("operator"))),
-                escape(f"{h.get('since')} ({age(h.get('since'))})"),
-                escape(f"{h.get('action')} {h.get('tag')}"),
-                escape(str(h.get("message") or "")),
+                escape(str(h.operator)),
+                escape(f"{h.since} ({age(h.since)})"),
+                escape(f"{h.action} {h.tag}"),
+                escape(str(h.message or "")),
             )
     out(env).print(t)
     return code

@@ -9,6 +9,7 @@ from ghdeploy import agent_status, hostdata, hostops, locks
 from ghdeploy import remote_commands as rc
 from ghdeploy import remote_day2 as day2
 from ghdeploy.errors import GhdeployError, problem_kind
+from ghdeploy.records import LockInfo
 from ghdeploy.waiting import get_json, worker_health
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class HostStatus:
     version: dict[str, Any] | None = None
     last_deploy: dict[str, Any] | None = None
     pending: dict[str, Any] | None = None
-    lock: dict[str, Any] | None = None
+    lock: LockInfo | None = None
     agent: dict[str, Any] | None = None  # the host's `ghdeploy agent`, from its heartbeat file
     disk: dict[str, Any] | None = None  # the docker data root: path, architecture, free/size bytes
     problem: str | None = None  # why the host could not be read, in a word or two ("unknown host key")
@@ -52,7 +53,7 @@ class HostStatus:
             "targeted_workers": self.targeted,
             "last_deploy": self.last_deploy,
             "unfinished_deploy": self.pending,
-            "lock": self.lock,
+            "lock": self.lock.to_dict() if self.lock is not None else None,
             "agent": self.agent,
             "problem": self.problem,
             "hint": self.hint,

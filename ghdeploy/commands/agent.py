@@ -227,7 +227,7 @@ class Agent:
         self.reporter.info(f"{self.tag} moved to {short(digest)} (running {short(out.running)}): deploying it")
         # The host's guardian, as for a laptop deploy: if this process is killed mid-switch (the
         # guardian runs in its own session, so it outlives us), the host heals itself.
-        guard: guardian.Guard | None = guardian.Guard(self.conn, self.layout, info["id"])
+        guard: guardian.Guard | None = guardian.Guard(self.conn, self.layout, str(info.id))
         try:
             assert guard is not None
             guard.arm(guardian.record_lines({"action": "deploy", "operator": self.operator, "to": {"label": self.tag}}))
@@ -253,7 +253,7 @@ class Agent:
             try:
                 if guard is not None and guard.fired:
                     pass  # the guardian took over: it frees the lock itself
-                elif not (guard.finish() if guard is not None else locks.release(self.conn, self.layout, info["id"])):
+                elif not (guard.finish() if guard is not None else locks.release(self.conn, self.layout, info.id)):
                     self.reporter.warn("the deploy lock was taken over meanwhile; left it in place")
             except guardian.GuardianTookOver:
                 self.reporter.warn("the host's guardian took over; it frees the lock itself")

@@ -10,6 +10,7 @@ from ghdeploy.commands.common import per_host
 from ghdeploy.config import Config
 from ghdeploy.engine.connect import HostOptions, layout_of
 from ghdeploy.progress import Reporter
+from ghdeploy.records import LockInfo
 
 if TYPE_CHECKING:
     from ghdeploy.transports.ssh import Connection
@@ -18,12 +19,13 @@ if TYPE_CHECKING:
 @dataclass
 class HostLock:
     host: str
-    holder: dict[str, Any] | None = None
+    holder: LockInfo | None = None
     error: str | None = None
     released: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "holder": self.holder, "error": self.error, "released": self.released}
+        holder = self.holder.to_dict() if self.holder is not None else None
+        return {"host": self.host, "holder": holder, "error": self.error, "released": self.released}
 
 
 def lock_status(config: Config, opts: HostOptions, reporter: Reporter) -> list[HostLock]:
@@ -47,7 +49,7 @@ def lock_release(config: Config, opts: HostOptions, reporter: Reporter) -> list[
             # Only the lock shown here: if its holder finished and another deploy took the lock
             # meanwhile, that new lock (another id) stays. A record without an id (an older
             # ghdeploy) is matched by its time; an unreadable one is removed as shown.
-            released = locks.release(conn, layout, holder.get("id") or holder.get("since") or None)
+            released = locks.release(conn, layout, holder.id or holder.since or None)
         return HostLock(host=conn.host.label, holder=holder, released=released)
 
     return per_host(

@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ghdeploy import hostops, locks
 from ghdeploy import remote_commands as rc
@@ -25,6 +25,7 @@ from ghdeploy.errors import GhdeployError, PreflightError
 from ghdeploy.hostfit import MachineFacts, parse_facts
 from ghdeploy.hosts import Host
 from ghdeploy.progress import Reporter
+from ghdeploy.records import LockInfo
 from ghdeploy.results import Action, FleetResult, HostResult, Result, Target
 from ghdeploy.transports.base import Remote
 from ghdeploy.transports.recording import Recorded, RecordingRemote
@@ -166,20 +167,20 @@ class Fleet:
     def order(self) -> list[str]:
         return [h.label for h in self.hosts]
 
-    def arm_guardians(self, lock: dict[str, Any]) -> None:
+    def arm_guardians(self, lock: LockInfo) -> None:
         """A guardian on every locked host, renewed from here: if we vanish, each host frees its
         lock (and, if it was mid-switch, heals itself) with no further command from anyone."""
         base = {
-            "action": lock.get("action"),
-            "operator": lock.get("operator"),
-            "message": lock.get("message"),
+            "action": lock.action,
+            "operator": lock.operator,
+            "message": lock.message,
             "from": None,
-            "to": {"label": lock.get("tag")},
+            "to": {"label": lock.tag},
         }
         records = guardian.record_lines(base)
         problems: dict[str, str] = {}
         for label in self.locked:
-            guard = guardian.Guard(self.conns[label], self.layout, str(lock["id"]))
+            guard = guardian.Guard(self.conns[label], self.layout, str(lock.id))
             try:
                 guard.arm(records)
             except GhdeployError as exc:
@@ -232,7 +233,7 @@ def open_fleet(
     hosts: list[Host],
     opts: HostOptions,
     reporter: Reporter,
-    lock: dict[str, Any] | None,
+    lock: LockInfo | None,
     host_check: Callable[[dict[str, MachineFacts]], tuple[dict[str, str], str | None]] | None = None,
 ) -> Fleet:
     """Connect to all hosts, preflight them, take their locks. Touches nothing if any host fails.
@@ -242,7 +243,7 @@ def open_fleet(
     """
     layout = layout_of(config)
     conns, errors = connect_all(hosts, ssh_settings(config, opts.accept_new_host_key), reporter)
-    fleet = Fleet(hosts=hosts, conns=conns, layout=layout, reporter=reporter, lock_id=(lock or {}).get("id"))
+    fleet = Fleet(hosts=hosts, conns=conns, layout=layout, reporter=reporter, lock_id=lock.id if lock else None)
     try:
         if errors:
             hints = {e.hint for e in errors.values() if e.hint}

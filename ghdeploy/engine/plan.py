@@ -50,7 +50,7 @@ def plan_host(op: Operation, conn: Remote, target: Target, action: str) -> dict[
     holder = locks.read(conn, op.layout)
     try:
         info = locks.lock_info(op.operator, action, target.label, op.message)
-        locks.acquire(recorder, op.layout, {**info, "id": PLACEHOLDER_LOCK_ID})
+        locks.acquire(recorder, op.layout, dataclasses.replace(info, id=PLACEHOLDER_LOCK_ID))
         # A deploy pulls on every host before any host is switched (engine/prepull.py): the
         # same function, on this host alone, so the plan keeps the real order of commands.
         stopped = (

@@ -249,7 +249,7 @@ def test_agent_leaves_a_locked_host_alone_with_exit_3(tmp_path: Path, host: Fake
     assert "alice@laptop" in outcome.reason
     assert host.deploys == []
     held = locks.read(agent.conn, agent.layout)
-    assert held is not None and held["operator"] == "alice@laptop"  # still theirs
+    assert held is not None and held.operator == "alice@laptop"  # still theirs
 
 
 def test_agent_reports_a_registry_failure_and_logs_in_again(

@@ -25,6 +25,7 @@ from ghdeploy.engine.prepull import pull_then_roll
 from ghdeploy.errors import RemoteCommandError
 from ghdeploy.hosts import Host
 from ghdeploy.progress import NullReporter
+from ghdeploy.records import LockInfo
 from ghdeploy.registry import RegistryAuth
 from ghdeploy.results import Target
 from ghdeploy.transports import http11
@@ -200,7 +201,7 @@ def real_run(host: FakeDockerHost, target: Target, action: str = "deploy") -> li
     """What a real run sends, in the order the fleet does it: lock, (a deploy: the pull on every
     host first), the host's sequence, unlock."""
     remote = RecordingRemote(host)
-    assert locks.acquire(remote, LAYOUT, {"id": PLACEHOLDER_LOCK_ID}) is None
+    assert locks.acquire(remote, LAYOUT, LockInfo(id=PLACEHOLDER_LOCK_ID)) is None
     if action == "deploy":
         label = remote.host.label
         fleet, _ = pull_then_roll(operation(), {label: remote}, [label], lambda _label: target, 1, action)

@@ -23,6 +23,7 @@ import pytest
 from ghdeploy import remote_commands as rc
 from ghdeploy.container_spec import ContainerSpec
 from ghdeploy.hosts import Host
+from ghdeploy.records import LockInfo, lock_text
 from ghdeploy.transports.base import CommandResult
 from ghdeploy.transports.http11 import Client
 
@@ -699,10 +700,10 @@ def test_the_lock_is_stamped_with_the_hosts_clock(host: FakeHost, layout: rc.Rem
     from ghdeploy import locks
 
     info = locks.lock_info("alice@laptop", "deploy", "v1", 'msg "since": "@host-now@"')
-    assert info["since"] == rc.HOST_NOW  # the laptop does not say when
+    assert info.since == rc.HOST_NOW  # the laptop does not say when
     (host.bin / "date").write_text("#!/bin/sh\necho 2031-01-02T03:04:05Z\n")  # the host's clock
     (host.bin / "date").chmod(0o755)
-    assert host.run(rc.acquire_lock(layout), json.dumps(info).encode()).returncode == 0
+    assert host.run(rc.acquire_lock(layout), lock_text(info).encode()).returncode == 0
     held = json.loads(host.run(rc.read_lock(layout)).stdout)
     assert held["since"] == "2031-01-02T03:04:05Z"
     assert held["message"] == 'msg "since": "@host-now@"'  # only the field, never text in a value
@@ -734,14 +735,14 @@ def test_lock_release_removes_only_the_lock_it_showed(
     remote = _ShRemote(host)
     shown = {"id": "aaaaaaaaaaaaaaaa", "operator": "alice", "since": "2030-01-01T00:00:00Z"}
     # alice's deploy ended and bob's took the lock after `lock release` read alice's record
-    assert locks.acquire(remote, layout, {"id": "bbbbbbbbbbbbbbbb", "operator": "bob", "since": rc.HOST_NOW}) is None
+    assert locks.acquire(remote, layout, LockInfo(id="bbbbbbbbbbbbbbbb", operator="bob", since=rc.HOST_NOW)) is None
     monkeypatch.setattr(lock_command, "layout_of", lambda config: layout)
-    monkeypatch.setattr(lock_command.locks, "read", lambda conn, lay: shown)
+    monkeypatch.setattr(lock_command.locks, "read", lambda conn, lay: LockInfo.from_dict(shown))
     monkeypatch.setattr(lock_command, "per_host", lambda config, opts, reporter, fn, on_error, **_: [fn(remote)])
     (row,) = lock_command.lock_release(None, None, None)  # type: ignore[arg-type]
     assert row.released is False
     assert json.loads(host.run(rc.read_lock(layout)).stdout)["operator"] == "bob"
-    monkeypatch.setattr(lock_command.locks, "read", lambda conn, lay: {"id": "bbbbbbbbbbbbbbbb", "operator": "bob"})
+    monkeypatch.setattr(lock_command.locks, "read", lambda conn, lay: LockInfo(id="bbbbbbbbbbbbbbbb", operator="bob"))
     (row,) = lock_command.lock_release(None, None, None)  # type: ignore[arg-type]
     assert row.released is True and host.run(rc.read_lock(layout)).stdout == ""
 
@@ -756,7 +757,7 @@ def test_ctrl_c_while_a_host_takes_the_lock_leaves_no_lock(
     remote = _ShRemote(host)
     real_acquire = locks.acquire
 
-    def interrupted_acquire(conn: Any, lay: rc.RemoteLayout, info: dict[str, Any]) -> None:
+    def interrupted_acquire(conn: Any, lay: rc.RemoteLayout, info: LockInfo) -> None:
         real_acquire(conn, lay, info)  # the host took the lock...
         raise KeyboardInterrupt  # ...and Ctrl-C arrived before we heard so
 

@@ -14,6 +14,7 @@ from ghdeploy.environment import Environment
 from ghdeploy.errors import ConfigError, ExitCode, HostKeyError, OperationFailed
 from ghdeploy.hostops import ImageRecord
 from ghdeploy.images import BuildOutcome, PushOutcome
+from ghdeploy.records import LockInfo
 from ghdeploy.results import Action, DeployReport, FleetResult, HostResult, Result, Target
 from ghdeploy.status import HostStatus
 from ghdeploy.version_check import VerifyRow
@@ -294,7 +295,10 @@ def test_history_and_lock_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["hosts"] == [
         {"host": "ubuntu@a", "records": [{"action": "deploy", "result": "succeeded"}], "error": None, "warnings": []}
     ]
-    locks = [HostLock("ubuntu@a", holder={"operator": "alice"}), HostLock("ubuntu@b", error="timeout")]
+    locks = [
+        HostLock("ubuntu@a", holder=LockInfo(operator="alice", present=frozenset({"operator"}))),
+        HostLock("ubuntu@b", error="timeout"),
+    ]
     assert render_hosts.lock_table(locks, json_env(), "lock status") == 1
     doc, _ = _one_json(capsys)
     assert doc["command"] == "lock status"
@@ -352,7 +356,7 @@ def test_human_output_survives_markup_and_wrong_types_from_hosts(capsys: pytest.
     )
     assert len(records) == 1 and len(warnings) == 1 and "line 2" in warnings[0]
     assert render_hosts.history_table([HostHistory("ubuntu@a", records=records)], text_env()) == 0
-    holder = hostdata.record({"operator": ODD, "since": 12, "action": None, "tag": ["v"]})
+    holder = LockInfo.from_dict(hostdata.record({"operator": ODD, "since": 12, "action": None, "tag": ["v"]}))
     assert render_hosts.lock_table([HostLock("ubuntu@a", holder=holder)], text_env(), "lock status") == 0
     status = HostStatus(
         host="ubuntu@a",
@@ -360,7 +364,7 @@ def test_human_output_survives_markup_and_wrong_types_from_hosts(capsys: pytest.
         version=hostdata.version({"commit_sha": 12345, "uptime_ms": "long", "build_time": ODD}),
         worker=hostdata.worker({"status": ODD, "deploy_safe": "yes"}),
         pending=hostdata.record({"action": ODD, "time": 3}),
-        lock=hostdata.record({"operator": ODD}),
+        lock=LockInfo.from_dict(hostdata.record({"operator": ODD})),
         services=[{"service": "api", "state": ODD, "tag": ODD, "image_id": "sha256:1"}],
         targeted=[{"name": ODD, "tag": ODD, "running": True, "worker": {"status": ODD}}],
     )
