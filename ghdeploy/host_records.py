@@ -15,11 +15,19 @@ if TYPE_CHECKING:
     from ghdeploy.transports.base import Remote
 
 
-def append_record(remote: Remote, layout: rc.RemoteLayout, record: records.HistoryRecord | dict[str, Any]) -> None:
+def append_record(
+    remote: Remote,
+    layout: rc.RemoteLayout,
+    record: records.HistoryRecord | dict[str, Any],
+    *,
+    clear_pending: bool = False,
+) -> None:
+    """Append a history record; with `clear_pending`, end pending.json in the same command."""
     if not isinstance(record, records.HistoryRecord):  # a record built as a dict goes through the same writer
         record = records.HistoryRecord.from_dict(record) or records.HistoryRecord()
     line = records.history_line(record)
-    remote.check(rc.append_file(layout.state_dir, layout.history_file), stdin=line.encode())
+    argv = rc.append_file(layout.state_dir, layout.history_file, layout.pending_file if clear_pending else None)
+    remote.check(argv, stdin=line.encode())
 
 
 def write_pending(remote: Remote, layout: rc.RemoteLayout, record: records.PendingRecord | dict[str, Any]) -> None:

@@ -183,8 +183,10 @@ def remove_dir(path: str) -> Argv:
     return ["rm", "-rf", "--", path]
 
 
-def append_file(directory: str, path: str) -> Argv:
-    """Append stdin to a file, creating its private directory first.
+def append_file(directory: str, path: str, then_remove: str | None = None) -> Argv:
+    """Append stdin to a file, creating its private directory first; with `then_remove`, remove
+    that file once the append succeeded (a deploy's record written and its pending.json ended in
+    one round trip; a failed append leaves pending.json, as two commands would).
 
     A last line left without its newline (a write cut short: disk full, a killed run) is ended
     first, so the new record starts on a line of its own instead of being glued to the broken one.
@@ -193,7 +195,9 @@ def append_file(directory: str, path: str) -> Argv:
         'umask 077 && mkdir -p "$1" || exit 1; '
         'if [ -s "$2" ] && [ -n "$(tail -c 1 "$2")" ]; then echo >> "$2" || exit 1; fi; cat >> "$2"'
     )
-    return ["sh", "-c", script, "sh", directory, path]
+    if then_remove is None:
+        return ["sh", "-c", script, "sh", directory, path]
+    return ["sh", "-c", script + ' || exit 1; rm -f -- "$3"', "sh", directory, path, then_remove]
 
 
 def write_file(directory: str, path: str) -> Argv:

@@ -132,9 +132,7 @@ def _arm_guardian(
     # Read on the guard's own connection: what the guardian needs is not part of the plan.
     plan = switch_plan(op, guard.conn, snapshot, point, target, new_id)
     guard.arm_switch(plan, guardian.record_lines(history_record(op, result).to_dict(), guard.lease))
-    work = guard.fenced(conn)
-    guard.phase("changing")
-    return work
+    return guard.fenced(conn)  # the guardian is in phase `changing` already
 
 
 def _switch(op: Operation, work: Remote, snapshot: Snapshot, target: Target, new_id: str, result: HostResult) -> float:
@@ -147,6 +145,16 @@ def _switch(op: Operation, work: Remote, snapshot: Snapshot, target: Target, new
         waited = wait_healthy(op, work, op.cancel)
         check_running(work, op, new_id, snapshot.targeted)
     return waited
+
+
+def _present_image(op: Operation, conn: Remote, target: Target) -> str:
+    """The new image's ID on the host: from the fleet's pre-pull when it made this very target
+    present there (taken once), else made present now."""
+    pulled = op.present.pop(conn.host.label, None)
+    if pulled is not None and pulled[0] == target:
+        op.reporter.step(conn.host.label, f"{target.label} already on host")
+        return pulled[1]
+    return ensure_image(op, conn, target)
 
 
 def run_host(op: Operation, conn: Remote, target: Target, action: Action | str = Action.DEPLOY) -> HostResult:
@@ -170,7 +178,7 @@ def run_host(op: Operation, conn: Remote, target: Target, action: Action | str =
         with phase(result, "record", op.clock):
             snapshot, point = record_start(op, conn, result)
         with phase(result, "pull", op.clock):
-            new_id = ensure_image(op, conn, target)
+            new_id = _present_image(op, conn, target)
         if op.cancel.is_set():
             raise Cancelled()
         if guard is not None:
@@ -221,12 +229,10 @@ def write_record(
     try:
         if guard is not None:
             with guard.held() as written:
-                hostops.append_record(conn, op.layout, history_record(op, result))
-                hostops.clear_pending(conn, op.layout)
+                hostops.append_record(conn, op.layout, history_record(op, result), clear_pending=True)
                 written()
         else:
-            hostops.append_record(conn, op.layout, history_record(op, result))
-            hostops.clear_pending(conn, op.layout)
+            hostops.append_record(conn, op.layout, history_record(op, result), clear_pending=True)
     except guardian.GuardianTookOver:
         assert guard is not None
         taken_over(op, guard, result, point)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ghdeploy import remote_commands as rc
 from ghdeploy.engine import guardian
 from ghdeploy.progress import Reporter
-from ghdeploy.results import HostResult
+from ghdeploy.results import HostResult, Target
 from ghdeploy.waiting import Clock
 
 if TYPE_CHECKING:
@@ -42,6 +42,11 @@ class Operation:
     # Per host, the compose services whose image is ECR_IMAGE (found in preflight): the only ones
     # pulled and restarted. A host not preflighted gets api and worker.
     host_services: dict[str, list[str]] = field(default_factory=dict)
+
+    # Per host, the target the fleet's pre-pull (engine/prepull.py) made present and its image ID:
+    # the host's turn takes it instead of asking docker again (one command less per host in the
+    # rolling phase); the switch still checks the container runs exactly that ID.
+    present: dict[str, tuple[Target, str]] = field(default_factory=dict)
 
     # The hosts' guardians (engine/guardian/), by host label, armed when their locks were taken.
     guards: dict[str, guardian.Guard] = field(default_factory=dict)

@@ -46,7 +46,9 @@ def plan_host(op: Operation, conn: Remote, target: Target, action: str) -> dict[
     simulated = SimulatedHost(conn, op.layout, {target.ref: target.digest})
     recorder = RecordingRemote(simulated)
     steps = RecordingReporter()
-    dry = dataclasses.replace(op, reporter=steps, clock=instant_clock(), cancel=threading.Event(), token=_placeholder)
+    dry = dataclasses.replace(
+        op, reporter=steps, clock=instant_clock(), cancel=threading.Event(), token=_placeholder, present={}
+    )
     holder = locks.read(conn, op.layout)
     try:
         info = locks.lock_info(op.operator, action, target.label, op.message)

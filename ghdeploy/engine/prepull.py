@@ -49,7 +49,8 @@ def prepull(
         if op.cancel.is_set():
             return
         try:
-            engine_host.ensure_image(op, conns[label], target_for(label))
+            target = target_for(label)
+            op.present[label] = (target, engine_host.ensure_image(op, conns[label], target))
             op.reporter.step(label, "image ready, waiting for the switch")
         except GhdeployError as exc:
             errors[label] = unlabel(str(exc), label)

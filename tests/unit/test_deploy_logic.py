@@ -67,9 +67,17 @@ class Steps:
         monkeypatch.setattr(hostops, "read_pending", step("read_pending", self.unfinished))
         monkeypatch.setattr(hostops, "clear_pending", step("clear_pending"))
 
-        def append_record(conn: Remote, layout: rc.RemoteLayout, record: HistoryRecord | dict[str, Any]) -> None:
+        def append_record(
+            conn: Remote,
+            layout: rc.RemoteLayout,
+            record: HistoryRecord | dict[str, Any],
+            *,
+            clear_pending: bool = False,
+        ) -> None:
             assert isinstance(record, HistoryRecord)  # the engine writes typed records
             self.records.append(record)
+            if clear_pending:  # the same command ends pending.json
+                self.calls.append("clear_pending")
 
         monkeypatch.setattr(hostops, "append_record", append_record)
         monkeypatch.setattr(engine, "ensure_image", step("pull", "sha256:" + "b" * 64))
@@ -381,7 +389,7 @@ def test_with_a_guardian_changes_are_fenced_phased_and_recorded_in_one_step(monk
     assert result.result == "succeeded"
     assert seen == ["fenced"]  # the switch ran through the fence
     pull = steps.calls.index("pull")
-    assert steps.calls[pull + 1 : pull + 4] == ["arm_switch", "phase changing", "drain"]
+    assert steps.calls[pull + 1 : pull + 3] == ["arm_switch", "drain"]  # arm_switch sets phase changing itself
     assert steps.calls[-4:] == ["phase confirmed", "hold", "clear_pending", "unhold"]
     assert steps.records[-1].result == "succeeded"
 

@@ -433,3 +433,24 @@ def test_a_raw_transport_error_in_a_renewal_is_noted_and_the_heartbeat_goes_on()
             time.sleep(0.01)
     assert guard.renewals >= 3
     assert guard.error == "SSH connection lost (EOFError)"
+
+
+def test_launch_for_the_switch_renews_the_lease_and_sets_the_phase_in_one_command(host: dict[str, str]) -> None:
+    """arm_switch's one round trip: the lease renewed before the new guardian starts, the phase
+    `changing` set once it runs; a guardian that already fired is never replaced (exit TOOK_OVER)."""
+    lay = layout(host)
+    g = arm(host, 60, None)
+    before = int(Path(g, "deadline").read_text())
+    proc = sh(host, guardian.launch(lay, LOCK_ID, plan(host), lease=120, phase="changing"), guardian.record_lines(BASE))
+    assert proc.returncode == 0, proc.stderr
+    assert int(Path(g, "deadline").read_text()) >= before + 59
+    assert Path(g, "phase").read_text().strip() == "changing"
+    assert Path(g, "pid").read_text().strip() == proc.stdout.decode().strip()
+    # The guardian fired meanwhile (its armed token gone): nothing is launched, the driver hears TOOK_OVER.
+    Path(g, "armed").rename(Path(g, "fired"))
+    pid = Path(g, "pid").read_text()
+    proc = sh(host, guardian.launch(lay, LOCK_ID, plan(host), lease=120, phase="changing"), guardian.record_lines(BASE))
+    assert proc.returncode == guardian.TOOK_OVER
+    assert Path(g, "pid").read_text() == pid
+    with pytest.raises(ValueError, match="unknown guardian phase"):
+        guardian.launch(lay, LOCK_ID, plan(host), phase="dancing")

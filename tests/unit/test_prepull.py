@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -24,11 +25,21 @@ def test_every_host_pulls_before_any_host_is_drained(monkeypatch: pytest.MonkeyP
     steps = Steps(monkeypatch)
     result, _ = engine_prepull.pull_then_roll(operation(), conns(HOSTS), HOSTS, lambda _label: TARGET, batch=1)
     assert result.succeeded
-    first_drain = steps.calls.index("drain")
-    # Three pulls up front, then each host's own (image-present) check inside its turn.
-    assert steps.calls[:first_drain].count("pull") == 3 + 1
-    assert steps.calls[:3] == ["pull", "pull", "pull"]
+    # Three pulls up front; each host's turn takes the image ID the pre-pull found (no second check).
+    assert steps.calls[:3] == ["pull", "pull", "pull"] and "drain" in steps.calls
+    assert steps.calls.count("pull") == 3
     assert steps.calls.count("switch") == 3
+
+
+def test_a_host_not_pre_pulled_for_this_target_checks_its_image_in_its_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(monkeypatch)
+    op = operation()
+    other = dataclasses.replace(TARGET, ref=TARGET.ref + "-other")
+    op.present["h1"] = (other, "sha256:" + "c" * 64)  # pre-pulled, but another target
+    result = engine.run_host(op, FakeConn("h1"), TARGET)
+    assert result.succeeded
+    assert steps.calls.count("pull") == 1  # checked (and found) in the host's turn
+    assert "h1" not in op.present
 
 
 def test_a_failed_pull_stops_the_deploy_before_any_host_is_switched(monkeypatch: pytest.MonkeyPatch) -> None:

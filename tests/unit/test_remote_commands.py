@@ -784,3 +784,24 @@ def test_restore_all_backups_puts_each_back_started_as_its_replacement_was(host:
         ["rm", "-f", "gh-worker-2"],
         ["rename", "gh-worker-2.ghdeploy-backup", "gh-worker-2"],
     ]
+
+
+def test_append_then_remove_ends_pending_only_after_the_record_is_written(tmp_path: Path) -> None:
+    """The real script, run by sh: the record appended, then pending.json removed; an append that
+    fails (here the history path is a directory) leaves pending.json for the next deploy to find."""
+    import subprocess
+
+    state = tmp_path / "state"
+    state.mkdir()
+    history, pending = state / "history.jsonl", state / "pending.json"
+    history.write_text('{"n": 1}')  # a last line cut short: ended before the new one
+    pending.write_text("{}")
+    argv = rc.append_file(str(state), str(history), str(pending))
+    assert subprocess.run(argv, input=b'{"n": 2}\n', check=False).returncode == 0
+    assert history.read_text() == '{"n": 1}\n{"n": 2}\n' and not pending.exists()
+    broken = state / "broken"
+    broken.mkdir()
+    pending.write_text("{}")
+    argv = rc.append_file(str(state), str(broken), str(pending))
+    assert subprocess.run(argv, input=b'{"n": 3}\n', capture_output=True, check=False).returncode != 0
+    assert pending.exists()

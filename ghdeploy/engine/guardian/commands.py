@@ -58,8 +58,17 @@ def prepare(layout: RemoteLayout, lock_id: str, lease: int = LEASE) -> Argv:
     return ["sh", "-c", PREPARE_SCRIPT, "sh", guardian_root(layout), guardian_dir(layout, lock_id), str(lease)]
 
 
-def launch(layout: RemoteLayout, lock_id: str, plan: SwitchPlan | None) -> Argv:
-    """Start a guardian: lock-only (plan None) or for the switch (plan given)."""
+def launch(
+    layout: RemoteLayout, lock_id: str, plan: SwitchPlan | None, lease: int | None = None, phase: str | None = None
+) -> Argv:
+    """Start a guardian: lock-only (plan None) or for the switch (plan given).
+
+    With `lease`, the deadline is renewed first (exit TOOK_OVER if the guardian already fired);
+    with `phase`, the phase is set once the new guardian runs: what a renew before and a
+    set_phase after would do, in the same order, in one round trip.
+    """
+    if phase is not None and phase not in PHASES:
+        raise ValueError(f"unknown guardian phase {phase!r}")
     g = guardian_dir(layout, lock_id)
     common = [layout.lock_dir, lock_id, layout.history_file, layout.pending_file]
     if plan is None:
@@ -79,7 +88,7 @@ def launch(layout: RemoteLayout, lock_id: str, plan: SwitchPlan | None) -> Argv:
             str(int(plan.api_port)),
             *plan.targeted,
         ]
-    return ["sh", "-c", LAUNCH_SCRIPT, "sh", g, GUARDIAN_SCRIPT, *values]
+    return ["sh", "-c", LAUNCH_SCRIPT, "sh", g, GUARDIAN_SCRIPT, str(lease) if lease else "", phase or "", *values]
 
 
 def renew(g: str, lease: int = LEASE) -> Argv:

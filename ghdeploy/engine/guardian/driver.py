@@ -100,9 +100,11 @@ class Guard:
         self.last_renewal = time.monotonic()
 
     def arm_switch(self, plan: SwitchPlan, records: bytes) -> None:
-        """Before the first change: a guardian that can put the recorded image back."""
-        self.renew()
-        self._require(self._run(launch(self.layout, self.lock_id, plan), stdin=records), "starting the guardian")
+        """Before the first change: a guardian that can put the recorded image back, in phase
+        `changing` (the lease renewed first; one command, see commands.launch)."""
+        argv = launch(self.layout, self.lock_id, plan, lease=self.lease, phase="changing")
+        self._require(self._run(argv, stdin=records, timeout=self.lease), "starting the guardian")
+        self.last_renewal = time.monotonic()
 
     def renew(self) -> None:
         self._require(self._run(renew(self.dir, self.lease), timeout=self.lease), "renewing the guardian")

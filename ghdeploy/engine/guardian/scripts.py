@@ -149,8 +149,13 @@ GUARDIAN_SCRIPT = _GUARDIAN_TEMPLATE.replace("@@RESTORE_BACKUPS@@", rc.restore_a
 # instance writes its pid into $G/pid, and an older instance (the lock-phase one) sees that and
 # retires: the hand-over never leaves the host unwatched. stdin holds the records file.
 LAUNCH_SCRIPT = r"""
-g=$1; s=$2; shift 2
+g=$1; s=$2; lease=$3; phase=$4; shift 4
 umask 077; mkdir -p "$g" || exit 1
+if [ -n "$lease" ]; then
+  d=$(( $(date +%s) + lease )) || exit 1
+  echo "$d" > "$g/deadline.tmp" && mv -f "$g/deadline.tmp" "$g/deadline" || exit 1
+  [ -f "$g/armed" ] || [ -f "$g/held" ] || exit 86
+fi
 cat > "$g/records.tmp" && mv -f "$g/records.tmp" "$g/records" || exit 1
 old=$(cat "$g/pid" 2>/dev/null)
 if command -v setsid >/dev/null 2>&1; then
@@ -159,10 +164,16 @@ else
   nohup sh -c "$s" ghdeploy-guardian "$g" "$@" </dev/null >>"$g/log" 2>&1 &
 fi
 i=0
-while [ $i -lt 100 ]; do
+while [ $i -lt 500 ]; do
   p=$(cat "$g/pid" 2>/dev/null)
-  if [ -n "$p" ] && [ "$p" != "$old" ]; then echo "$p"; exit 0; fi
-  sleep 0.05; i=$((i + 1))
+  if [ -n "$p" ] && [ "$p" != "$old" ]; then
+    if [ -n "$phase" ]; then
+      echo "$phase" > "$g/phase.tmp" && mv -f "$g/phase.tmp" "$g/phase" || exit 1
+      [ -f "$g/armed" ] || exit 86
+    fi
+    echo "$p"; exit 0
+  fi
+  sleep 0.01; i=$((i + 1))
 done
 echo "the guardian did not start (see $g/log)" >&2; exit 1
 """
