@@ -45,6 +45,11 @@ def container_logs(container_id: str, *, since: str | None, tail: int | None, fo
 # --- disk and platform, prune -------------------------------------------------------------------
 
 
+def disk_of(docker_root: str) -> Argv:
+    """host_facts for a data root already known (a container's files showed it): no docker at all."""
+    return ["sh", "-c", 'echo "$1|$(uname -m)|linux"; df -Pk "$1" | tail -n 1', "sh", docker_root]
+
+
 def host_facts() -> Argv:
     """The engine's data root, architecture and OS, then `df -Pk` of that root (hostfit.parse_facts).
 

@@ -78,6 +78,9 @@ class Snapshot:
     targeted: list[TargetedWorker] = field(default_factory=list)
     # Targeted workers whose NAME.ghdeploy-backup exists: a run was stopped while replacing them.
     backups: list[str] = field(default_factory=list)
+    # The engine's data root, as the containers' own files show it (see data_root_of); None when
+    # no container of ours is there to show it.
+    docker_root: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -121,6 +124,13 @@ def inspect_images(remote: Remote, image_ids: list[str]) -> dict[str, dict[str, 
     return {d["Id"]: d for d in data if isinstance(d, dict) and "Id" in d}
 
 
+def data_root_of(container: dict[str, Any]) -> str | None:
+    """The docker data root a container's files live under: `<root>/containers/<id>/hostname`."""
+    path = str(container.get("HostnamePath") or "")
+    root, found, _ = path.rpartition("/containers/")
+    return root if found and root.startswith("/") else None
+
+
 def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
     """What runs on the host now: the app's compose services and the targeted workers."""
     result = remote.run(rc.inspect_app_containers(layout), timeout=60)
@@ -144,6 +154,7 @@ def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
 
     snapshot = Snapshot()
     for container in containers:
+        snapshot.docker_root = snapshot.docker_root or data_root_of(container)
         labels = (container.get("Config") or {}).get("Labels") or {}
         state = container.get("State") or {}
         service = labels.get("com.docker.compose.service")

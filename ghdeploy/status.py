@@ -74,6 +74,7 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
 
     def containers() -> None:
         snapshot = hostops.read_snapshot(conn, layout)
+        disk(snapshot.docker_root)
         for name, svc in sorted(snapshot.services.items()):
             status.services.append(
                 {"service": name, "state": svc.state, "health": svc.health or None, **_image_dict(svc.image)}
@@ -115,13 +116,17 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
     def agent() -> None:
         status.agent = agent_status.summary(hostops.read_json(conn, rc.read_file(agent_status.path(layout))))
 
-    def disk() -> None:
+    def disk(docker_root: str | None) -> None:
+        # Read after the containers: their files name the data root, so the host runs `df`
+        # and no docker command for it (docker info starts every CLI plugin; host_facts without
+        # it still costs two docker commands) unless no container of ours shows the root.
         from ghdeploy.hostfit import parse_facts
 
-        facts = parse_facts(conn.run(day2.host_facts(), timeout=30).stdout)
+        argv = day2.disk_of(docker_root) if docker_root else day2.host_facts()
+        facts = parse_facts(conn.run(argv, timeout=30).stdout)
         status.disk = facts.to_dict() if facts else None
 
-    reads = (containers, endpoints, history, pending, lock, agent, disk)
+    reads = (containers, endpoints, history, pending, lock, agent)
     with ThreadPoolExecutor(max_workers=len(reads)) as pool:
         futures = [pool.submit(fn) for fn in reads]
         for future in futures:

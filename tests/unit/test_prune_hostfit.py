@@ -230,3 +230,29 @@ def test_host_facts_script_finds_the_data_root_without_docker_info(tmp_path: Pat
     else:
         assert (facts.docker_root, facts.architecture) == ("/srv/docker-info-root", "arm64")
         assert "docker info" in calls.read_text()
+
+
+def test_the_data_root_comes_from_a_containers_own_files() -> None:
+    from ghdeploy.snapshot import data_root_of
+
+    assert data_root_of({"HostnamePath": "/var/lib/docker/containers/abc/hostname"}) == "/var/lib/docker"
+    assert data_root_of({"HostnamePath": "/data/d/containers/x/containers/abc/hostname"}) == "/data/d/containers/x"
+    assert data_root_of({"HostnamePath": ""}) is None and data_root_of({}) is None
+    assert data_root_of({"HostnamePath": "relative/containers/abc/hostname"}) is None
+
+
+def test_disk_of_a_known_root_runs_no_docker(tmp_path: Path) -> None:
+    """The real script by sh, with no docker on PATH at all: uname and df answer."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "uname", "df", "tail"):
+        (bin_dir / tool).symlink_to(next(Path(d, tool) for d in ("/usr/bin", "/bin") if Path(d, tool).exists()))
+    env = {**os.environ, "PATH": str(bin_dir)}  # no docker to call
+    out = subprocess.run(day2.disk_of(str(tmp_path)), env=env, capture_output=True, text=True, check=True).stdout
+    facts = hostfit.parse_facts(out)
+    assert facts is not None and facts.docker_root == str(tmp_path)
+    assert facts.architecture == hostfit.normalise_arch(os.uname().machine) and facts.os == "linux"
+    assert facts.free_bytes is not None and facts.size_bytes is not None
