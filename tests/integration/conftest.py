@@ -50,6 +50,17 @@ class Cli:
         return json.loads(proc.stdout)
 
 
+def schema_errors(doc: object, definition: str | None = None) -> list[str]:
+    """Where `doc` departs from docs/json-schema: the whole schema (a --json document), or one
+    of its $defs (`server_deploy`, `agent_event`, ...)."""
+    import jsonschema
+
+    full = json.loads((REPO / "docs" / "json-schema" / "ghdeploy.schema.json").read_text())
+    target = full if definition is None else {"$ref": f"#/$defs/{definition}", "$defs": full["$defs"]}
+    found = jsonschema.Draft202012Validator(target).iter_errors(doc)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in found][:5]
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 

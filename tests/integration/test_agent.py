@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, Cli, busy, commit, host_http, make_broken
+from tests.integration.conftest import REPO, Cli, busy, commit, host_http, make_broken, schema_errors
 
 H1, H2, H3 = "root@10.77.1.2", "root@10.77.2.2", "root@10.77.3.2"
 STATE = "/var/lib/ghtb/{name}/opt/.ghdeploy"
@@ -135,7 +135,9 @@ class HostAgent:
     def once(self, code: int = 0) -> dict:
         proc = self("--json", "agent", "--once")
         assert proc.returncode == code, f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
-        return json.loads(proc.stdout)
+        doc = json.loads(proc.stdout)
+        assert not schema_errors(doc), schema_errors(doc)
+        return doc
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -284,6 +286,7 @@ def test_long_running_agent_follows_pushes_and_stops_cleanly_on_sigterm(
         line = proc.stdout.readline()
         assert line, f"agent exited: {proc.wait(timeout)} {''.join(log)}"
         events.append(json.loads(line))
+        assert not schema_errors(events[-1], "agent_event"), schema_errors(events[-1], "agent_event")
         return events[-1]
 
     def next_change(timeout: float = 120) -> dict:

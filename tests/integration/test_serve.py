@@ -27,7 +27,7 @@ import pytest
 
 from ghdeploy.server.auth import sign
 from ghdeploy.server.payload import build
-from tests.integration.conftest import REPO, busy, commit, containers, git, host_http, make_broken
+from tests.integration.conftest import REPO, busy, commit, containers, git, host_http, make_broken, schema_errors
 
 SECRET = "integration-webhook-secret-0123456789"
 TOKEN = "integration-api-token-0123456789"
@@ -272,7 +272,9 @@ def test_notify_deploys_the_fleet_records_and_calls_back(
     assert headers["x-gh-event"] == "deploy_finished" and headers["content-type"] == "application/json"
     assert callback["event"] == "ghosthands.deploy_finished" and callback["status"] == "succeeded"
     assert callback["image_tag"] == tags["a"] and callback["commit_sha"] == sha and len(callback["hosts"]) == 3
-    assert receiver.wait(deploy_id, "succeeded")["callback"]["delivered"] is True
+    delivered = receiver.wait(deploy_id, "succeeded")
+    assert delivered["callback"]["delivered"] is True
+    assert not schema_errors(delivered, "server_deploy"), schema_errors(delivered, "server_deploy")
 
     # The same tag again: every host runs it already, so nothing is touched.
     before = {ns: containers(ns) for ns in ("h1", "h2", "h3")}
