@@ -1,7 +1,5 @@
 """`agent` and `agent init-table`: the per-host agent that follows a tag in the registry."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

@@ -1,7 +1,5 @@
 """`serve` and `notify`: the webhook receiver and the one line CI runs to reach it."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

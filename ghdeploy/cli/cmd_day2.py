@@ -1,7 +1,5 @@
 """`logs` and `prune`: day-2 work on a running fleet."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """`hosts`, `status`, `verify`, `history`, `lock status`, `lock release`: read the fleet (and free a lock)."""
 
-from __future__ import annotations
-
 import importlib
 from pathlib import Path
 from typing import Annotated, Any

@@ -1,7 +1,5 @@
 """`build`, `push`, `deploy`, `rollback`: the commands that make and ship a release."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -110,7 +108,7 @@ def deploy(
     )
     from ghdeploy.commands.deploy import deploy as run_deploy
 
-    def run(progress: Reporter, cancel: CancelToken, **fleet: Any) -> Any:
+    def run(progress: "Reporter", cancel: "CancelToken", **fleet: Any) -> Any:
         return run_deploy(
             config,
             Path.cwd(),
@@ -155,7 +153,7 @@ def rollback(
     )
     from ghdeploy.commands.rollback import rollback as run_rollback
 
-    def run(progress: Reporter, cancel: CancelToken, **fleet: Any) -> Any:
+    def run(progress: "Reporter", cancel: "CancelToken", **fleet: Any) -> Any:
         return run_rollback(config, progress, cancel, to_tag=to, **fleet)
 
     _change_fleet(env, "rollback", run, host, accept_new_host_key, batch=batch, dry_run=dry_run, message=message)
