@@ -5,7 +5,9 @@
   2. `verify` / `status` on 10 hosts vs 1 host (the testbed is brought to 10 hosts for this and
      back to its default 3 afterwards); TCP connections to a jump host for targets behind it
   3. fleet deploy of an image with >= 300 MB of fresh layers on 3 hosts: pulls in parallel up
-     front vs pulls one host at a time (PULL_PARALLEL=1, what the rolling loop used to cost)
+     front vs pulls one host at a time (PULL_PARALLEL=1, what the rolling loop used to cost);
+     once as the testbed is, once with each host's link limited to 200 Mbit/s (tc on its veth),
+     as separate machines each have a link of their own
   4. per-host switch overhead of a deploy whose image is present, phase by phase
   5. the scaling model's inputs: connections and memory per host connection at 1, 3, 10 hosts
 
@@ -349,19 +351,59 @@ def figure_connections(env: dict[str, str], hosts: list[str]) -> None:
     )
 
 
-def figure_fleet_pull(env: dict[str, str], images: Images) -> None:
+@contextlib.contextmanager
+def shaped_links(hosts: list[str], mbit: int | None) -> Iterator[None]:
+    """Each host's link from this machine (its veth, egress toward the host) limited to `mbit`:
+    separate machines each have a link of their own, and a host's pull is then bound by it, not
+    by the CPUs and disk the testbed's hosts share. None: the links as they are."""
+    if mbit is None:
+        yield
+        return
+    devices = [f"veth-{h}" for h in hosts]
+    try:
+        for dev in devices:
+            sh(
+                [
+                    "tc",
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    dev,
+                    "root",
+                    "tbf",
+                    "rate",
+                    f"{mbit}mbit",
+                    "burst",
+                    "256kb",
+                    "latency",
+                    "100ms",
+                ]
+            )
+        yield
+    finally:
+        for dev in devices:
+            subprocess.run(["tc", "qdisc", "del", "dev", dev, "root"], capture_output=True, check=False)
+
+
+def figure_fleet_pull(env: dict[str, str], images: Images, mbit: int | None = None) -> None:
     hosts = ["h1", "h2", "h3"]
-    print(f"3. fleet deploy, 3 hosts, image with {BIG_MB} MB of fresh random layer (new for each run)")
+    links = (
+        f"each host's link limited to {mbit} Mbit/s"
+        if mbit
+        else "links as they are (the hosts share 2 CPUs and 1 disk)"
+    )
+    print(f"3. fleet deploy, 3 hosts, image with {BIG_MB} MB of fresh random layer (new for each run); {links}")
     results = {}
     for name, limit in (
         ("pulls in parallel first (PULL_PARALLEL 16)", None),
-        ("pulls one host at a time (limit 1)", 1),
+        ("pulls one host at a time (PULL_PARALLEL 1)", 1),
     ):
         tag = f"bench-big-{secrets.token_hex(3)}"
         started = time.perf_counter()
         images.build_push(tag, BIG_MB)
         print(f"  (built and pushed {tag} in {time.perf_counter() - started:.0f}s)")
-        total, doc = deploy_json(env, hosts, tag, limit)
+        with shaped_links(hosts, mbit):
+            total, doc = deploy_json(env, hosts, tag, limit)
         results[name] = (total, doc["timings"])
         t = doc["timings"]
         print(
@@ -399,6 +441,7 @@ def run(runs: int) -> None:
             figure_switch(env, images, "h1")
             figure_one_host(env, "h1", runs, images.work)
             figure_fleet_pull(env, images)
+            figure_fleet_pull(env, images, mbit=200)
             figure_flat(env, images, max(5, runs // 2))
         finally:
             images.close()
