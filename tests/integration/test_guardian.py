@@ -238,6 +238,11 @@ def test_link_cut_mid_switch(h1: Cli, two_releases: dict[str, str]) -> None:
     assert image == two_releases["v1 (recorded)"] or last_record("h1")["guardian"] == "kept"
 
 
+def replaced(now: dict[str, str], name: str, original: str) -> bool:
+    """A new container under `name` and the original renamed to its backup name."""
+    return now.get(f"{name}.ghdeploy-backup") == original and now.get(name) not in (None, original)
+
+
 def test_sigkill_mid_replacement_of_a_targeted_worker_puts_the_very_container_back(
     h1: Cli, two_releases: dict[str, str]
 ) -> None:
@@ -253,9 +258,11 @@ def test_sigkill_mid_replacement_of_a_targeted_worker_puts_the_very_container_ba
     original = containers("h1")["gh-worker-eeee0005"]
     run = Running(h1, "deploy", "--deploy-only")
     run.wait_line("replacing gh-worker-eeee0005")
+    # Killed only once the replacement exists beside the backup: create_container is over (killed
+    # inside it, that script's own failure path would rename the backup back by itself).
     end = time.monotonic() + 60
-    while "gh-worker-eeee0005.ghdeploy-backup" not in containers("h1"):
-        assert time.monotonic() < end, "the backup never appeared:\n" + "\n".join(run.lines)
+    while not replaced(containers("h1"), "gh-worker-eeee0005", original):
+        assert time.monotonic() < end, "no replacement beside a backup:\n" + "\n".join(run.lines)
         time.sleep(0.05)
     t = run.kill()
     image = check_healed("h1", t, "SIGKILL mid-replacement of a targeted worker", two_releases, ("restored",))

@@ -17,9 +17,12 @@ host's own clock). If the deadline passes, the guardian fires:
 - by the phase the driver had reached it: `locked` (nothing changed) frees the lock; `recorded`
   (the driver already wrote its history record) frees the lock; `changing` puts back the
   recorded image by its exact reference (computed by the driver before the first change) with
-  `docker compose up -d` and recreates the worker (a worker asked to drain never takes work
-  again); `confirmed` (the new image had passed its health check) keeps the new image if the
-  api still runs it healthy, else puts back the recorded one;
+  `docker compose up -d`, recreates the worker (a worker asked to drain never takes work
+  again), gives each targeted worker a replacement had renamed (NAME.ghdeploy-backup) its name
+  back, started if its replacement ran, and starts the targeted workers that ran before and are
+  stopped; `confirmed` (the new image had passed its health check) keeps the new image if the
+  api still runs it healthy (backups are then left for the next run's recover_backups), else
+  puts back the recorded one;
 - waits for the api to be healthy (see HEALTH below), appends the record the driver prepared
   (result `abandoned`, with the reason), removes pending.json once the host is healthy again,
   and frees the lock only if it is still this deploy's lock.
