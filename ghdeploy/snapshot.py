@@ -223,7 +223,7 @@ def container_spec(container: dict[str, Any], image: dict[str, Any]) -> Containe
     """What to recreate a standalone container with: its own settings, not its image's defaults.
 
     Environment entries that merely repeat the old image's ENV (COMMIT_SHA, PATH, ...) are left
-    out, or the new container would inherit the old build's values. See container_spec.py.
+    out, or the new container would inherit the old build's values. See container_spec/.
     """
     return cspec.from_inspect(container, image)
 

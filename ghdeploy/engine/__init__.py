@@ -1,1 +1,1 @@
-"""The per-host sequence (host.py) and the fleet around it (fleet.py)."""
+"""The per-host sequence (host.py, its steps beside it), the host's guardian (guardian/) and the fleet around it (fleet.py)."""

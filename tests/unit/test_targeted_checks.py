@@ -1,4 +1,4 @@
-"""After the switch, targeted workers are checked like the compose worker (engine.host.check_running)."""
+"""After the switch, targeted workers are checked like the compose worker (engine.checks.check_running)."""
 
 from __future__ import annotations
 
