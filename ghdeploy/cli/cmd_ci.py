@@ -38,7 +38,17 @@ def serve(
     env = env_of(ctx)
     serve_command.require_extra()
     config = load(env, "serve")
-    finish(serve_command.serve(config, Path.cwd(), listen, verbose=env.verbose, quiet=env.quiet))
+    finish(
+        serve_command.serve(
+            config,
+            Path.cwd(),
+            listen,
+            verbose=env.verbose,
+            quiet=env.quiet,
+            environ=env.environ,
+            log_stream=env.stderr,
+        )
+    )
 
 
 @app.command(
@@ -87,7 +97,9 @@ def notify(
     from ghdeploy.commands import notify as notify_command
     from ghdeploy.server.settings import resolve
 
-    keys = resolve(config, ("DEPLOY_WEBHOOK_SECRET", "DEPLOY_API_TOKEN") if wait else ("DEPLOY_WEBHOOK_SECRET",))
+    keys = resolve(
+        config, ("DEPLOY_WEBHOOK_SECRET", "DEPLOY_API_TOKEN") if wait else ("DEPLOY_WEBHOOK_SECRET",), env.environ
+    )
     with reporter(env) as progress:
         outcome = notify_command.notify(
             config,
@@ -101,5 +113,6 @@ def notify(
             message=message,
             run_url=run_url,
             wait=wait,
+            environ=env.environ,
         )
     finish(render.notify_result(outcome, env))

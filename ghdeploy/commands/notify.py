@@ -85,7 +85,7 @@ def github_run_url(environ: Mapping[str, str]) -> str:
     return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else ""
 
 
-def commit_info(cwd: Path) -> tuple[str, str, str]:
+def commit_info(cwd: Path, environ: Mapping[str, str] | None = None) -> tuple[str, str, str]:
     """(full SHA, short SHA, commit message) of HEAD; from GITHUB_SHA outside a checkout."""
     import subprocess
 
@@ -95,7 +95,7 @@ def commit_info(cwd: Path) -> tuple[str, str, str]:
     if proc.returncode == 0 and proc.stdout.strip():
         sha, short, message = [*proc.stdout.split("\n", 2), "", ""][:3]
         return sha.strip(), short.strip(), message.strip()
-    sha = os.environ.get("GITHUB_SHA", "").strip()
+    sha = (os.environ if environ is None else environ).get("GITHUB_SHA", "").strip()
     if sha:
         return sha, sha[:7], ""
     raise LocalToolError(
@@ -137,6 +137,7 @@ def notify(
     run_url: str | None,
     wait: bool,
     sleep: Callable[[float], None] = time.sleep,
+    environ: Mapping[str, str] | None = None,
 ) -> NotifyOutcome:
     import httpx
 
@@ -146,7 +147,8 @@ def notify(
     target = webhook_url(url)
     if wait and not token:
         raise ConfigError("--wait needs DEPLOY_API_TOKEN (to read the deploy)", "set it in the environment")
-    sha, short, commit_message = commit_info(cwd)
+    environ = os.environ if environ is None else environ  # CI's GITHUB_* variables
+    sha, short, commit_message = commit_info(cwd, environ)
     chosen = tag or config.get("IMAGE_TAG") or short
     validate_tag(chosen, "--tag" if tag else "IMAGE_TAG" if config.get("IMAGE_TAG") else "HEAD's short SHA")
     env_name = environment or config.text("GH_ENVIRONMENT")
@@ -157,7 +159,7 @@ def notify(
         commit_sha=sha,
         commit_message=message if message is not None else commit_message,
         environment=env_name,
-        run_url=run_url if run_url is not None else github_run_url(os.environ),
+        run_url=run_url if run_url is not None else github_run_url(environ),
     )
     headers = {
         "Content-Type": "application/json",

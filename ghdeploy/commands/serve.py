@@ -14,9 +14,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ghdeploy.config import Config
 from ghdeploy.errors import ConfigError, PreflightError
@@ -63,8 +63,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def setup_logging(verbose: int, quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(verbose: int, quiet: bool, stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
     logger = logging.getLogger("ghdeploy.serve")
     logger.handlers[:] = [handler]
@@ -72,10 +72,21 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
-def serve(config: Config, cwd: Path, listen: str, *, verbose: int = 0, quiet: bool = False) -> int:
+def serve(
+    config: Config,
+    cwd: Path,
+    listen: str,
+    *,
+    verbose: int = 0,
+    quiet: bool = False,
+    environ: Mapping[str, str] | None = None,
+    log_stream: TextIO | None = None,
+) -> int:
+    """Run the receiver until SIGTERM/SIGINT. Its keys come from `environ` (default: this process's)
+    and the env file; its log lines go to `log_stream` (default: stderr)."""
     from ghdeploy.server.settings import server_settings
 
-    settings = server_settings(config, cwd=cwd)
+    settings = server_settings(config, environ, cwd=cwd)
     require_extra(settings.database_url)
     host, port = parse_listen(listen)
 
@@ -88,7 +99,7 @@ def serve(config: Config, cwd: Path, listen: str, *, verbose: int = 0, quiet: bo
     from ghdeploy.server.queue import DeployQueue
     from ghdeploy.server.store import Store, StoreError, safe_url
 
-    setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet, log_stream)
     log = logging.getLogger("ghdeploy.serve")
     store = Store(settings.database_url, config.text("GH_ENVIRONMENT"), f"{socket.gethostname()}:{os.getpid()}")
     try:

@@ -87,3 +87,18 @@ def test_config_comes_from_the_given_variables(tmp_path: Path, monkeypatch: pyte
     assert main(["hosts", "--json"], env) == 0
     doc = json.loads(text(env.stdout))
     assert [h["host"] for h in doc["hosts"]] == ["ec2-user@10.0.0.5", "ec2-user@10.0.0.6"]
+
+
+def test_notify_reads_its_secret_from_the_given_variables_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEPLOY_WEBHOOK_SECRET", "s" * 32)  # the process has it; the run was not given it
+    env = captured(ECR_REGISTRY="123456789012.dkr.ecr.us-east-1.amazonaws.com", AWS_REGION="us-east-1")
+    assert main(["notify", "--url", "https://deploy.example.com", "--tag", "v1"], env) == 2
+    assert "DEPLOY_WEBHOOK_SECRET" in text(env.stderr)
+
+
+def test_notify_names_the_commit_from_the_given_github_sha(tmp_path: Path) -> None:
+    from ghdeploy.commands.notify import commit_info
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert commit_info(tmp_path, {"GITHUB_SHA": sha}) == (sha, sha[:7], "")
