@@ -1,4 +1,4 @@
-from ghdeploy.cli import main
+from ghdeploy.cli import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -22,6 +22,6 @@ from ghdeploy.cli import cmd_release, cmd_read, cmd_ci, cmd_day2, cmd_agent  # n
 from ghdeploy.cli.app import app
 from ghdeploy.cli.argv import GLOBAL_OPTIONS_HELP, hoist_global_flags, value_options
 from ghdeploy.cli.argv import click_command as _click_command
-from ghdeploy.cli.boundary import main
+from ghdeploy.cli.boundary import main, run
 
-__all__ = ["GLOBAL_OPTIONS_HELP", "_click_command", "app", "hoist_global_flags", "main", "value_options"]
+__all__ = ["GLOBAL_OPTIONS_HELP", "_click_command", "app", "hoist_global_flags", "main", "run", "value_options"]
