@@ -64,25 +64,30 @@ def test_a_failed_pull_stops_the_deploy_before_any_host_is_switched(monkeypatch:
     assert steps.records == []  # no history written: no host was touched
 
 
-def test_pulls_run_in_parallel_but_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    running = 0
-    peak = 0
-    lock = threading.Lock()
+class PeakPull:
+    """A stand-in ensure_image that takes 20 ms and remembers how many ran at once."""
 
-    def pull(op: engine.Operation, conn: FakeConn, target: engine.Target) -> str:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, op: engine.Operation, conn: FakeConn, target: engine.Target) -> str:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
         time.sleep(0.02)
-        with lock:
-            running -= 1
+        with self.lock:
+            self.running -= 1
         return "sha256:" + "b" * 64
 
+
+def test_pulls_run_in_parallel_but_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    pull = PeakPull()
     monkeypatch.setattr(engine, "ensure_image", pull)
     labels = [f"h{n}" for n in range(12)]
     assert engine_prepull.prepull(operation(), conns(labels), labels, lambda _label: TARGET, limit=4) is None
-    assert 1 < peak <= 4
+    assert 1 < pull.peak <= 4
 
 
 def test_interrupted_during_the_pulls_switches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,27 +107,14 @@ def test_interrupted_during_the_pulls_switches_nothing(monkeypatch: pytest.Monke
 
 def test_pull_parallel_bounds_the_fleet_deploys_pulls(monkeypatch: pytest.MonkeyPatch) -> None:
     """PULL_PARALLEL reaches the pre-pull through pull_then_roll: 1 pulls host after host."""
-    running = 0
-    peak = 0
-    lock = threading.Lock()
-
-    def pull(op: engine.Operation, conn: FakeConn, target: engine.Target) -> str:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.02)
-        with lock:
-            running -= 1
-        return "sha256:" + "b" * 64
-
+    pull = PeakPull()
     Steps(monkeypatch)
     monkeypatch.setattr(engine, "ensure_image", pull)
     labels = [f"h{n}" for n in range(4)]
     result, _ = engine_prepull.pull_then_roll(
         operation(), conns(labels), labels, lambda _label: TARGET, batch=1, pull_limit=1
     )
-    assert result.succeeded and peak == 1
+    assert result.succeeded and pull.peak == 1
 
 
 def test_pull_parallel_is_a_checked_key(tmp_path: Any) -> None:
