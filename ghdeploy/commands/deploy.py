@@ -86,6 +86,7 @@ def deploy(
     expect_sha: str | None = None,
     operator: str | None = None,  # who the locks and host history name (default: user@host)
     skip_current: bool = False,  # every host already runs the tag's digest: succeed, change nothing
+    tag_source: str | None = None,  # where `tag` came from, for a missing-tag message (serve: the webhook)
 ) -> DeployReport:
     opts = hosts_opts or HostOptions()
     timings: dict[str, float] = {}
@@ -117,7 +118,11 @@ def deploy(
         # The tag need not exist yet: the build and push of the real run would create it.
         digest = registry.resolve_digest(auth, config.repository, report.tag)
     else:
-        source = config.flag_of("IMAGE_TAG") or ("IMAGE_TAG" if config.get("IMAGE_TAG") else "HEAD's short SHA")
+        source = (
+            tag_source
+            or config.flag_of("IMAGE_TAG")
+            or ("IMAGE_TAG" if config.get("IMAGE_TAG") else "HEAD's short SHA")
+        )
         digest = registry.require_digest(auth, config.repository, report.tag, source, config.aws_region)
     if report.push and report.push.digest != digest:
         raise PreflightError(f"the registry says {report.tag} is {digest}, but we pushed {report.push.digest}")

@@ -67,6 +67,7 @@ def fleet_deploy(config: Config, cwd: Path) -> Any:
                 message=message_for(record),
                 operator=operator_name(),
                 skip_current=True,
+                tag_source="the webhook's image_tag",
             )
         except GhdeployError as exc:
             why = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")

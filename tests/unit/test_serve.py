@@ -519,3 +519,23 @@ def test_a_database_outage_is_503_and_records_nothing(receiver: Any, monkeypatch
     answer = post(client, body())
     assert answer.status_code == 503 and "try again" in answer.json()["error"]
     assert fake.calls == []
+
+
+def test_a_missing_tag_from_a_webhook_is_named_as_the_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver's deploy says where its tag came from (not "HEAD's short SHA", the CLI's default)."""
+
+    from ghdeploy.commands import deploy as deploy_command
+    from ghdeploy.errors import PreflightError
+    from ghdeploy.server.deployer import fleet_deploy
+
+    seen: dict[str, object] = {}
+
+    def fake_deploy(*args: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        raise PreflightError(f"{kwargs['tag_source']} 'v9': no such tag")
+
+    monkeypatch.setattr(deploy_command, "deploy", fake_deploy)
+    run = fleet_deploy(None, Path("."))  # type: ignore[arg-type]  # the config only reaches deploy()
+    outcome = run({"image_tag": "v9", "id": 1}, None, threading.Event())
+    assert seen["tag"] == "v9" and seen["tag_source"] == "the webhook's image_tag"
+    assert outcome.status == "failed" and outcome.error.startswith("the webhook's image_tag 'v9'")
