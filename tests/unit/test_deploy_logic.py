@@ -443,40 +443,26 @@ def test_a_lost_link_after_the_guardian_fired_reports_what_the_host_did(monkeypa
     assert "restore" not in steps.calls and steps.records == [] and "hold" not in steps.calls
 
 
-def test_a_host_we_cannot_reach_again_is_unconfirmed_and_left_to_heal(monkeypatch: pytest.MonkeyPatch) -> None:
+def _ssh_lost() -> BaseException:
     from ghdeploy.errors import SSHError
 
-    steps = Steps(monkeypatch)
-    conn = LinkConn("h1", steps.calls, can_reconnect=False)
-
-    def switch(*args: Any, **kwargs: Any) -> None:
-        conn.up = False
-        raise SSHError("h1", "SSH connection lost")
-
-    monkeypatch.setattr(engine, "switch_to", switch)
-    guard = FakeGuard(steps.calls)
-    op = guarded(monkeypatch, steps, guard)
-    now = [0.0]
-    op.clock = Clock(sleep=lambda s: now.__setitem__(0, now[0] + s), now=lambda: now[0])
-    result = engine.run_host(op, conn, TARGET)
-    assert result.result == "unconfirmed"
-    assert "restore" not in steps.calls and "hold" not in steps.calls
-    assert any("puts back old by itself" in n for n in result.notes), result.notes
-    assert steps.calls.count("reconnect") > 3
+    return SSHError("h1", "SSH connection lost")
 
 
-@pytest.mark.parametrize("raw", [EOFError(), OSError("Socket is closed")], ids=["EOFError", "OSError"])
-def test_a_raw_transport_error_mid_switch_is_a_lost_link_not_an_interrupt(
-    monkeypatch: pytest.MonkeyPatch, raw: BaseException
+@pytest.mark.parametrize(
+    "lost", [_ssh_lost(), EOFError(), OSError("Socket is closed")], ids=["SSHError", "EOFError", "OSError"]
+)
+def test_a_host_we_cannot_reach_again_is_unconfirmed_and_left_to_heal(
+    monkeypatch: pytest.MonkeyPatch, lost: BaseException
 ) -> None:
-    # paramiko raises a bare EOFError when a socket write hits a dead link; click would turn it
-    # into "aborted" (exit 130) if it left the engine.
+    # Our own SSHError, or paramiko's bare EOFError/OSError when a socket write hits a dead link
+    # (click would turn a raw EOFError into "aborted", exit 130, if it left the engine).
     steps = Steps(monkeypatch)
     conn = LinkConn("h1", steps.calls, can_reconnect=False)
 
     def switch(*args: Any, **kwargs: Any) -> None:
         conn.up = False
-        raise raw
+        raise lost
 
     monkeypatch.setattr(engine, "switch_to", switch)
     guard = FakeGuard(steps.calls)
@@ -486,7 +472,9 @@ def test_a_raw_transport_error_mid_switch_is_a_lost_link_not_an_interrupt(
     result = engine.run_host(op, conn, TARGET)
     assert result.result == "unconfirmed"
     assert "SSH connection lost" in (result.error or "")
+    assert "restore" not in steps.calls and "hold" not in steps.calls
     assert any("puts back old by itself" in n for n in result.notes), result.notes
+    assert steps.calls.count("reconnect") > 3
 
 
 def test_a_raw_eof_mid_switch_with_the_link_back_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
