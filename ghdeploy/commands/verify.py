@@ -9,7 +9,7 @@ from typing import Any
 from ghdeploy.commands.common import per_host
 from ghdeploy.config import Config
 from ghdeploy.engine.connect import HostOptions
-from ghdeploy.errors import ConfigError
+from ghdeploy.errors import ConfigError, LocalToolError
 from ghdeploy.gitinfo import git_state, git_toplevel
 from ghdeploy.progress import Reporter
 from ghdeploy.version_check import VerifyRow, verify_host
@@ -29,7 +29,13 @@ def expected_commit(cwd: Path, expect: str | None) -> Expected:
         if not (7 <= len(expected) <= 40 and all(c in "0123456789abcdef" for c in expected)):
             raise ConfigError(f"--expect {expect!r} is not a commit SHA (7 to 40 hex digits)")
         return Expected(expected, "--expect")
-    sha = git_state(cwd).sha
+    try:
+        sha = git_state(cwd).sha
+    except LocalToolError as exc:
+        # verify needs no checkout when told what to expect: say so instead of the build's hint.
+        raise LocalToolError(
+            exc.message, "run ghdeploy verify in the app's git checkout, or pass --expect SHA"
+        ) from None
     top = git_toplevel(cwd)
     note = None
     if not (top / "Dockerfile").is_file():
