@@ -53,18 +53,11 @@ def disk_of(docker_root: str) -> Argv:
 def host_facts() -> Argv:
     """The engine's data root, architecture and OS, then `df -Pk` of that root (hostfit.parse_facts).
 
-    `docker info` costs 60-200 ms on a host: the CLI starts every CLI plugin (docker-compose's
-    60 MB binary) to list it, even with --format. Every container's files live in
-    `<data root>/containers/<id>/`, so with any container on the host its HostnamePath names the
-    data root, and the kernel's `uname -m` is the engine's architecture (the engine is local):
-    two quick docker calls. With no container (a fresh host), `docker info` as before.
+    For a host where no container of ours shows the data root (see disk_of): `docker info` is
+    slow (the CLI starts every CLI plugin, 60-200 ms) but the only one that knows it then.
     """
     script = (
-        'id=$(docker ps --all --quiet --no-trunc --latest 2>/dev/null); p=""; '
-        'if [ -n "$id" ]; then p=$(docker inspect --type container --format "{{.HostnamePath}}" "$id" 2>/dev/null); fi; '
-        "root=${p%/containers/*}; "
-        'if [ -n "$p" ] && [ "$root" != "$p" ] && [ -n "$root" ]; then facts="$root|$(uname -m)|linux"; '
-        "else facts=$(docker info --format '{{.DockerRootDir}}|{{.Architecture}}|{{.OSType}}') || exit 12; fi; "
+        "facts=$(docker info --format '{{.DockerRootDir}}|{{.Architecture}}|{{.OSType}}') || exit 12; "
         'echo "$facts"; df -Pk "${facts%%|*}" | tail -n 1'
     )
     return ["sh", "-c", script]
