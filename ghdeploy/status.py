@@ -117,9 +117,9 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
         status.agent = agent_status.summary(hostops.read_json(conn, rc.read_file(agent_status.path(layout))))
 
     def disk(docker_root: str | None) -> None:
-        # Read after the containers: their files name the data root, so the host runs `df`
-        # and no docker command for it (docker info starts every CLI plugin; host_facts without
-        # it still costs two docker commands) unless no container of ours shows the root.
+        # Read after the containers: their files name the data root, so the host runs `df` and
+        # no docker command for it; only when no container of ours shows the root does it ask
+        # `docker info` (host_facts), which starts every CLI plugin: 60-200 ms.
         from ghdeploy.hostfit import parse_facts
 
         argv = day2.disk_of(docker_root) if docker_root else day2.host_facts()
