@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 from ghdeploy import container_spec as cspec
 from ghdeploy import remote_commands as rc
 from ghdeploy.container_spec import ContainerSpec
+from ghdeploy.docker_api import APIUnavailable
 from ghdeploy.errors import OperationFailed
 
 if TYPE_CHECKING:
+    from ghdeploy.docker_api import DockerAPI
     from ghdeploy.transports.base import Remote
 
 
@@ -111,10 +113,21 @@ def _repo_digest_for(repo_digests: list[str], ref: str | None) -> str | None:
     return repo_digests[0]
 
 
+def _api(remote: Remote) -> DockerAPI | None:
+    """The host's Docker Engine API, when the transport reaches it (see ghdeploy.docker_api)."""
+    return remote.docker_api()
+
+
 def inspect_images(remote: Remote, image_ids: list[str]) -> dict[str, dict[str, Any]]:
     ids = sorted({i for i in image_ids if i})
     if not ids:
         return {}
+    api = _api(remote)
+    if api is not None:
+        try:
+            return {d["Id"]: d for d in api.inspect_images(ids)}
+        except APIUnavailable:
+            pass  # the docker CLI below
     result = remote.run(rc.image_inspect(ids))
     # Some may be gone (pruned); docker prints what it found and exits 1.
     try:
@@ -133,17 +146,7 @@ def data_root_of(container: dict[str, Any]) -> str | None:
 
 def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
     """What runs on the host now: the app's compose services and the targeted workers."""
-    result = remote.run(rc.inspect_app_containers(layout), timeout=60)
-    try:
-        inspected = json.loads(result.stdout or "[]")
-    except ValueError:
-        inspected = None
-    if not isinstance(inspected, list) or (result.rc != 0 and not inspected):
-        # A container removed between `ps` and `inspect` still leaves the others' JSON.
-        raise OperationFailed(
-            f"{remote.host.label}: could not list the app's containers (exit {result.rc}): {result.stderr.strip()[-300:]}"
-        )
-    containers = [c for c in inspected if isinstance(c, dict) and "Id" in c]
+    containers = _app_containers(remote, layout)
     images = inspect_images(remote, [c.get("Image", "") for c in containers])
 
     def record_for(container: dict[str, Any]) -> ImageRecord:
@@ -192,6 +195,36 @@ def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
     return snapshot
 
 
+def _app_containers(remote: Remote, layout: rc.RemoteLayout) -> list[dict[str, Any]]:
+    """`docker inspect` of the app's compose containers and of every targeted worker: through
+    the Engine API when the transport reaches it, else the docker CLI (inspect_app_containers)."""
+    api = _api(remote)
+    if api is not None:
+        try:
+            ours = [c["Id"] for c in api.containers() if _ours(c.get("Labels") or {}, layout)]
+            return api.inspect_containers(ours)
+        except APIUnavailable:
+            pass  # the docker CLI below
+    result = remote.run(rc.inspect_app_containers(layout), timeout=60)
+    try:
+        inspected = json.loads(result.stdout or "[]")
+    except ValueError:
+        inspected = None
+    if not isinstance(inspected, list) or (result.rc != 0 and not inspected):
+        # A container removed between `ps` and `inspect` still leaves the others' JSON.
+        raise OperationFailed(
+            f"{remote.host.label}: could not list the app's containers (exit {result.rc}): {result.stderr.strip()[-300:]}"
+        )
+    return [c for c in inspected if isinstance(c, dict) and "Id" in c]
+
+
+def _ours(labels: dict[str, Any], layout: rc.RemoteLayout) -> bool:
+    """The filter inspect_app_containers' awk applies: the app directory's compose project, or
+    the targeted-worker role (whose app is decided later, by image: belongs_to)."""
+    role_key, _, role = rc.TARGETED_LABEL.partition("=")
+    return labels.get("com.docker.compose.project.working_dir") == layout.app_dir or labels.get(role_key) == role
+
+
 def repository_of(ref: str) -> str:
     """registry/repo of a reference (tag and digest dropped)."""
     name = ref.split("@", 1)[0]
@@ -229,6 +262,13 @@ def container_spec(container: dict[str, Any], image: dict[str, Any]) -> Containe
 
 
 def local_image(remote: Remote, ref: str) -> dict[str, Any] | None:
+    api = _api(remote)
+    if api is not None:
+        try:
+            found = api.inspect_images([ref])
+            return found[0] if found else None
+        except APIUnavailable:
+            pass  # the docker CLI below
     result = remote.run(rc.image_inspect([ref]))
     if result.rc != 0:
         return None

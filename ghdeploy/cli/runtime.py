@@ -57,13 +57,16 @@ def host_options(host: list[str] | None, accept_new_host_key: bool = False) -> H
     return HostOptions(only=host or [], accept_new_host_key=accept_new_host_key)
 
 
-def connect_ahead(config: Config, host: list[str] | None, accept_new_host_key: bool) -> HostOptions:
+def connect_ahead(
+    config: Config, host: list[str] | None, accept_new_host_key: bool, docker: bool = False
+) -> HostOptions:
     """The host options of a read-only command, its hosts already being connected to in the
-    background (engine/preconnect.py) while the command imports what it shows results with."""
+    background (engine/preconnect.py) while the command imports what it shows results with.
+    `docker`: the command reads the hosts' containers (find their Docker Engine API ahead too)."""
     from ghdeploy.engine.connect import connect_ahead as start
 
     opts = host_options(host, accept_new_host_key)
-    start(config, opts)
+    start(config, opts, docker)
     return opts
 
 

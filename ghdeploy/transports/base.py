@@ -1,7 +1,8 @@
 """The one transport interface the per-host engine runs over.
 
 A transport runs an argv on the host (stdin and a timeout, never a secret on the command line)
-and opens an HTTP client to a port on the host's own localhost. The SSH connection
+and opens an HTTP client to a port on the host's own localhost; where it can, it also reaches
+the host's Docker Engine API (reads that would otherwise start the docker CLI). The SSH connection
 (ghdeploy.transports.ssh.Connection) is one implementation.
 """
 
@@ -13,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
+    from ghdeploy.docker_api import DockerAPI
     from ghdeploy.hosts import Host
     from ghdeploy.transports.http11 import Client
 
@@ -57,6 +59,11 @@ class Remote(Protocol):
 
     def http_client(self, timeout: float = 5.0) -> Client:
         """An HTTP client whose requests to http://localhost:PORT reach that port on the host."""
+        ...
+
+    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+        """The host's Docker Engine API when this transport reaches its socket; None: use the
+        docker CLI (which every transport can run)."""
         ...
 
 

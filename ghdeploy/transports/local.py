@@ -20,6 +20,7 @@ from ghdeploy.hosts import Host
 from ghdeploy.transports.base import CommandResult, checked
 
 if TYPE_CHECKING:
+    from ghdeploy.docker_api import DockerAPI
     from ghdeploy.transports import http11
 
 # Hosts an engine request may name: the app's ports on this machine's loopback, nothing else.
@@ -38,6 +39,7 @@ class LocalConnection:
         self.host = host or this_host()
         # None: the children inherit our environment (DOCKER_HOST, PATH) as a login shell would.
         self._env = env
+        self._docker_api_off = False  # set when the engine's socket failed: the CLI is used
 
     def __repr__(self) -> str:
         return f"<LocalConnection {self.host.label}>"
@@ -104,6 +106,50 @@ class LocalConnection:
         from ghdeploy.transports.http11 import Client
 
         return Client(_loopback_socket, timeout)
+
+    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+        """The engine's API on the unix socket our docker CLI would use (see ghdeploy.docker_api),
+        or None when the CLI would use something else, or the socket already failed once."""
+        from ghdeploy import docker_api
+        from ghdeploy.transports.http11 import Client
+
+        if self._docker_api_off:
+            return None
+        env = os.environ if self._env is None else self._env
+        config_dir = env.get("DOCKER_CONFIG") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".docker")
+        try:
+            with open(os.path.join(config_dir, "config.json"), encoding="utf-8") as f:
+                context = docker_api.current_context_line(f.read())
+        except (OSError, UnicodeDecodeError):
+            context = ""
+        path = docker_api.socket_from(env.get("DOCKER_HOST", ""), env.get("DOCKER_CONTEXT", ""), context)
+        if path is None:
+            return None
+
+        def off() -> None:
+            self._docker_api_off = True
+
+        return docker_api.DockerAPI(Client(_unix_socket(path), timeout), path, on_unavailable=off)
+
+
+def _unix_socket(path: str) -> http11.Opener:
+    """Streams to the unix socket at `path`, whatever host and port a URL names."""
+    from ghdeploy.transports.http11 import ConnectError, ConnectTimeout
+
+    def open_socket(host: str, port: int, timeout: float) -> http11.Stream:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except TimeoutError as exc:
+            sock.close()
+            raise ConnectTimeout(f"connecting to {path} timed out") from exc
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"cannot connect to {path} ({exc.strerror or exc})") from exc
+        return sock
+
+    return open_socket
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

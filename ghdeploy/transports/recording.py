@@ -23,6 +23,7 @@ from ghdeploy.container_spec import ContainerSpec
 from ghdeploy.transports.base import CommandResult, Remote, checked
 
 if TYPE_CHECKING:
+    from ghdeploy.docker_api import DockerAPI
     from ghdeploy.hosts import Host
     from ghdeploy.transports import http11
 
@@ -98,8 +99,10 @@ def collapse_polls(entries: list[Recorded], longest: int = 4) -> list[Recorded]:
 
 
 def _port(entry: Recorded) -> int:
+    """The port an HTTP entry went to; 0 for the Docker API's socket ("GET /var/run/docker.sock /x")."""
     host_port = entry.text.split(" ", 2)[1].split("/", 1)[0]
-    return int(host_port.rsplit(":", 1)[1]) if ":" in host_port else 0
+    port = host_port.rsplit(":", 1)[1] if ":" in host_port else ""
+    return int(port) if port.isdigit() else 0
 
 
 def _tidy_requests(entries: list[Recorded]) -> list[Recorded]:
@@ -153,6 +156,18 @@ class RecordingRemote:
 
         client.on_request.append(record)
         return client
+
+    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+        """The backend's Docker Engine API, its requests recorded as "GET docker.sock /path"."""
+        api = self.backend.docker_api(timeout)
+        if api is not None:
+
+            def record(request: http11.Request) -> None:
+                text = f"{request.method} {api.socket} {request.target}"
+                self._record(Recorded("http", text, changes=request.method not in ("GET", "HEAD")))
+
+            api.client.on_request.append(record)
+        return api
 
     def close(self) -> None:
         close = getattr(self.backend, "close", None)
@@ -364,6 +379,10 @@ class SimulatedHost:
         from ghdeploy.transports.http11 import Client
 
         return Client(handler=self._answer, timeout=timeout)
+
+    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+        """None: the simulation answers the docker CLI's commands (the plan shows them)."""
+        return None
 
     def _answer(self, request: http11.Request) -> http11.Response:
         from ghdeploy.transports.http11 import Response

@@ -39,6 +39,9 @@ class FakeConn:
 
     check = run
 
+    def docker_api(self, timeout: float = 30.0) -> None:
+        return None  # no Engine API: the docker CLI's commands are what this fake answers
+
     def http_client(self, timeout: float = 5.0) -> Client:
         raise AssertionError("a faked step let an HTTP request through")
 

@@ -537,6 +537,9 @@ class _LoginRemote:
 
     check = run
 
+    def docker_api(self, timeout: float = 30.0) -> None:
+        return None  # no Engine API: the docker CLI's commands are what this fake answers
+
     def http_client(self, timeout: float = 5.0) -> Client:
         raise AssertionError("ensure_image needs no HTTP")
 
@@ -721,6 +724,9 @@ class _ShRemote:
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
     check = run
+
+    def docker_api(self, timeout: float = 30.0) -> None:
+        return None  # no Engine API: the docker CLI's commands are what this fake answers
 
     def http_client(self, timeout: float = 5.0) -> Client:
         raise AssertionError("the lock scripts need no HTTP")

@@ -30,6 +30,7 @@ from ghdeploy.transports.ssh.settings import SSHSettings
 if TYPE_CHECKING:
     import paramiko
 
+    from ghdeploy.docker_api import DockerAPI
     from ghdeploy.transports import http11
     from ghdeploy.transports.ssh.stream import RemoteStream
 
@@ -242,6 +243,11 @@ class Connection(Closing):
         transport = clients[-1].get_transport()
         assert transport is not None
         self._transport: paramiko.Transport = transport
+        # The host's Docker Engine socket, found on first use (docker_api): None until then, or
+        # when the docker CLI must be used (another engine, or the socket cannot be reached).
+        self._docker_lock = threading.Lock()
+        self._docker_probed = False
+        self._docker_socket: str | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.host.label}>"
@@ -292,6 +298,33 @@ class Connection(Closing):
         from ghdeploy.transports.ssh import tunnel
 
         return tunnel.http_client(self._transport, self.host.label, timeout)
+
+    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+        """The host's Docker Engine API through this connection, or None: use the docker CLI.
+
+        The first call asks the host which engine its docker CLI uses (one command); later
+        calls reuse the answer. A socket that cannot be reached turns the API off for the rest
+        of the connection's life (see ghdeploy.docker_api).
+        """
+        from ghdeploy import docker_api
+        from ghdeploy.transports.http11 import Client
+        from ghdeploy.transports.ssh import streamlocal, tunnel
+
+        with self._docker_lock:
+            if not self._docker_probed:
+                self._docker_probed = True
+                if streamlocal.supported(self._transport):
+                    probe = self.run(docker_api.probe_argv(), timeout=timeout)
+                    self._docker_socket = docker_api.parse_probe(probe.stdout) if probe.rc == 0 else None
+            socket_path = self._docker_socket
+        if socket_path is None:
+            return None
+        opener = tunnel.socket_opener(self._transport, self.host.label, socket_path)
+        return docker_api.DockerAPI(Client(opener, timeout), socket_path, on_unavailable=self._no_docker_api)
+
+    def _no_docker_api(self) -> None:
+        with self._docker_lock:
+            self._docker_socket = None
 
     # --- streaming (ghdeploy logs) -------------------------------------------------------------
 

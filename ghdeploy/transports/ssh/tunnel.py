@@ -39,6 +39,30 @@ def channel_opener(transport: paramiko.Transport, label: str) -> Opener:
     return open_channel
 
 
+def socket_opener(transport: paramiko.Transport, label: str, socket_path: str) -> Opener:
+    """Streams that are channels to a unix socket on the host (see streamlocal): whatever host
+    and port a URL names, each request reaches `socket_path`."""
+
+    def open_channel(host: str, port: int, timeout: float) -> Stream:
+        import paramiko
+
+        from ghdeploy.transports.ssh import streamlocal
+
+        try:
+            chan = streamlocal.open_channel(transport, socket_path, timeout)
+        except paramiko.ChannelException as exc:
+            raise ConnectError(f"{label}: cannot connect to {socket_path} on the host ({exc.text})") from exc
+        except paramiko.SSHException as exc:
+            if "Timeout" in str(exc):
+                raise ConnectTimeout(f"{label}: opening a stream to {socket_path} timed out") from exc
+            raise ConnectError(f"{label}: SSH connection unusable for a stream to {socket_path} ({exc})") from exc
+        except (OSError, EOFError) as exc:
+            raise ConnectError(f"{label}: SSH connection lost opening a stream to {socket_path} ({exc})") from exc
+        return _OrderedStream(chan)
+
+    return open_channel
+
+
 class _OrderedStream:
     """The channel as an http11 Stream, its request sent so that an app that closes before
     reading it (restarting) cannot make sshd drop the whole connection (see channel_io)."""
