@@ -43,7 +43,12 @@ def clear_pending(remote: Remote, layout: rc.RemoteLayout) -> None:
 
 def read_json(remote: Remote, argv: list[str]) -> dict[str, Any] | None:
     """Run a command that prints a JSON object, or nothing when there is none."""
-    text = remote.run(argv, timeout=30).stdout.strip()
+    return parse_json(remote.run(argv, timeout=30).stdout)
+
+
+def parse_json(text: str) -> dict[str, Any] | None:
+    """A record file's text: None when empty, {"unreadable": ...} when it is not JSON."""
+    text = text.strip()
     if not text:
         return None
     try:
@@ -54,7 +59,11 @@ def read_json(remote: Remote, argv: list[str]) -> dict[str, Any] | None:
 
 
 def read_pending(remote: Remote, layout: rc.RemoteLayout) -> dict[str, Any] | None:
-    data = read_json(remote, rc.read_file(layout.pending_file))
+    return pending_from(remote.run(rc.read_file(layout.pending_file), timeout=30).stdout)
+
+
+def pending_from(text: str) -> dict[str, Any] | None:
+    data = parse_json(text)
     return clean_record(data) if data else data
 
 

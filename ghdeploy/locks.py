@@ -87,10 +87,15 @@ def release(remote: Remote, layout: rc.RemoteLayout, lock_id: str | None = None)
 
 def read(remote: Remote, layout: rc.RemoteLayout) -> LockInfo | None:
     """The lock's record, or None when the host's lock is free (an unreadable one is kept in `extra`)."""
-    from ghdeploy import hostdata
-    from ghdeploy.host_records import read_json
+    return from_text(remote.run(rc.read_lock(layout), timeout=30).stdout)
 
-    data = read_json(remote, rc.read_lock(layout))
+
+def from_text(text: str) -> LockInfo | None:
+    """What rc.read_lock printed, as a record (None: the lock is free)."""
+    from ghdeploy import hostdata
+    from ghdeploy.host_records import parse_json
+
+    data = parse_json(text)
     if data is None:
         return None
     return LockInfo.from_dict(hostdata.record(data))

@@ -6,7 +6,8 @@ a constant `sh -c` script takes every value as a positional parameter, never by 
 
 from __future__ import annotations
 
-from ghdeploy.remote_commands import Argv
+from ghdeploy import docker_api
+from ghdeploy.remote_commands import Argv, RemoteLayout, read_lock
 
 # --- logs ----------------------------------------------------------------------------------------
 
@@ -82,3 +83,47 @@ def image_inventory() -> Argv:
 def remove_images(refs: list[str]) -> Argv:
     """`docker rmi` without --force: the engine itself refuses an image a container uses."""
     return ["docker", "rmi", *refs]
+
+
+# --- status: the host's own records in one command ------------------------------------------------
+
+# Starts each section of status_reads' output on a line of its own: the record files are JSON,
+# and JSON text never holds a raw control character such as this one.
+SECTION_MARK = "\x1eghdeploy-section "
+STATUS_SECTIONS = ("docker", "history", "pending", "lock", "agent")
+
+
+def status_reads(layout: RemoteLayout, agent_file: str) -> Argv:
+    """What `status` reads besides containers and endpoints, in one command (one session and
+    one shell per host, not five: on many hosts at once that is most of the hosts' work):
+    how the host's docker CLI reaches its engine (docker_api.probe_argv), the last history
+    record, pending.json, the lock's record (rc.read_lock) and the agent's heartbeat file.
+    Each section follows a SECTION_MARK line naming it (split_sections)."""
+    lock_script = read_lock(layout)[2]
+    script = (
+        'm=$1; shift; s() { printf "\\n%s%s\\n" "$m" "$1"; }; '
+        f"s docker; {docker_api.probe_argv()[2]}; "
+        's history; test -f "$1" && tail -n 1 "$1"; '
+        's pending; test -f "$2" && cat "$2"; '
+        f's lock; (set -- "$3"; {lock_script}); '
+        's agent; test -f "$4" && cat "$4"; true'
+    )
+    files = [layout.history_file, layout.pending_file, layout.lock_dir, agent_file]
+    return ["sh", "-c", script, "sh", SECTION_MARK, *files]
+
+
+def split_sections(text: str) -> dict[str, str]:
+    """status_reads' output, section by section, each as printed (a missing one reads as empty).
+
+    Not stripped: the docker section's lines count by position (DOCKER_HOST may be empty)."""
+    sections = dict.fromkeys(STATUS_SECTIONS, "")
+    name: str | None = None
+    lines: list[str] = []
+    for line in [*text.split("\n"), SECTION_MARK]:
+        if line.startswith(SECTION_MARK):
+            if name in sections:
+                sections[name] = "\n".join(lines)
+            name, lines = line[len(SECTION_MARK) :].strip(), []
+        else:
+            lines.append(line)
+    return sections

@@ -100,21 +100,22 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
             status.version = hostdata.version(body) if code == 200 else None
             status.worker = hostdata.worker(worker_health(http, worker_port))
 
-    # ghdeploy's own records: four small reads, each its own command, all at once (one round
-    # trip and one remote process start instead of four in a row). With the container and disk
-    # reads, six sessions at most: under sshd's default MaxSessions of 10 per connection.
-    def history() -> None:
-        records = hostops.read_history(conn, layout, 1)
+    # ghdeploy's own records and how the host's docker CLI reaches its engine: one command
+    # (day2.status_reads), then the containers through the engine's API it named. The HTTP
+    # endpoints are read meanwhile. On many hosts at once the hosts' own work (a session and
+    # a shell per command) is what queues, so the host runs two commands: this one and `df`.
+    def records_then_containers() -> None:
+        from ghdeploy.host_records import parse_history, parse_json, pending_from
+
+        argv = day2.status_reads(layout, agent_status.path(layout))
+        sections = day2.split_sections(conn.run(argv, timeout=30).stdout)
+        records, _ = parse_history(sections["history"])
         status.last_deploy = records[-1] if records else None
-
-    def pending() -> None:
-        status.pending = hostops.read_pending(conn, layout)
-
-    def lock() -> None:
-        status.lock = locks.read(conn, layout)
-
-    def agent() -> None:
-        status.agent = agent_status.summary(hostops.read_json(conn, rc.read_file(agent_status.path(layout))))
+        status.pending = pending_from(sections["pending"])
+        status.lock = locks.from_text(sections["lock"])
+        status.agent = agent_status.summary(parse_json(sections["agent"]))
+        conn.docker_api(probe=sections["docker"])
+        containers()
 
     def disk(docker_root: str | None) -> None:
         # Read after the containers: their files name the data root, so the host runs `df` and
@@ -126,7 +127,7 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
         facts = parse_facts(conn.run(argv, timeout=30).stdout)
         status.disk = facts.to_dict() if facts else None
 
-    reads = (containers, endpoints, history, pending, lock, agent)
+    reads = (records_then_containers, endpoints)
     with ThreadPoolExecutor(max_workers=len(reads)) as pool:
         futures = [pool.submit(fn) for fn in reads]
         for future in futures:

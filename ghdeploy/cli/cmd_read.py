@@ -32,7 +32,7 @@ def _read(ctx: typer.Context, command: str, reader: str, host: list[str] | None,
     (module.function) meanwhile, and read every host with it; the caller renders the rows."""
     env = env_of(ctx)
     config = load(env, command, only=host)
-    opts = connect_ahead(config, host, accept, docker=command == "status")
+    opts = connect_ahead(config, host, accept)
     importlib.import_module("ghdeploy.render_hosts")  # the tables, imported while the hosts connect
     module, name = reader.rsplit(".", 1)
     run = getattr(importlib.import_module(module), name)

@@ -57,16 +57,13 @@ def host_options(host: list[str] | None, accept_new_host_key: bool = False) -> H
     return HostOptions(only=host or [], accept_new_host_key=accept_new_host_key)
 
 
-def connect_ahead(
-    config: Config, host: list[str] | None, accept_new_host_key: bool, docker: bool = False
-) -> HostOptions:
+def connect_ahead(config: Config, host: list[str] | None, accept_new_host_key: bool) -> HostOptions:
     """The host options of a read-only command, its hosts already being connected to in the
-    background (engine/preconnect.py) while the command imports what it shows results with.
-    `docker`: the command reads the hosts' containers (find their Docker Engine API ahead too)."""
+    background (engine/preconnect.py) while the command imports what it shows results with."""
     from ghdeploy.engine.connect import connect_ahead as start
 
     opts = host_options(host, accept_new_host_key)
-    start(config, opts, docker)
+    start(config, opts)
     return opts
 
 

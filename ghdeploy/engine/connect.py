@@ -57,9 +57,8 @@ def ssh_settings(config: Config, accept_new: bool) -> SSHSettings:
     )
 
 
-def connect_ahead(config: Config, opts: HostOptions, docker: bool = False) -> None:
-    """Start connecting to the command's hosts in the background (see engine/preconnect.py);
-    with `docker`, also find each host's Docker Engine API (the command reads containers).
+def connect_ahead(config: Config, opts: HostOptions) -> None:
+    """Start connecting to the command's hosts in the background (see engine/preconnect.py).
 
     Only for hosts known from the config: an ASG's instances are found by connect time.
     """
@@ -68,7 +67,7 @@ def connect_ahead(config: Config, opts: HostOptions, docker: bool = False) -> No
     from ghdeploy.engine import preconnect
     from ghdeploy.hosts import narrow
 
-    preconnect.start(narrow(config.hosts, opts.only), ssh_settings(config, opts.accept_new_host_key), docker)
+    preconnect.start(narrow(config.hosts, opts.only), ssh_settings(config, opts.accept_new_host_key))
 
 
 def parallel(items: list[Any], fn: Callable[[Any], Any], limit: int = 16) -> list[Any]:

@@ -36,12 +36,8 @@ _lock = threading.Lock()
 _started: dict[tuple[str, SSHSettings], Future[Connection]] = {}
 
 
-def start(hosts: list[Host], settings: SSHSettings, docker: bool = False) -> None:
+def start(hosts: list[Host], settings: SSHSettings) -> None:
     """Begin connecting to `hosts` (each in its own daemon thread); `take` collects them.
-
-    With `docker`, each connection is primed by finding the host's Docker Engine API (one
-    command, see Connection.docker_api) instead of a keepalive: the command reads containers
-    first, and that answer is then on its way or waiting for it.
 
     paramiko is imported here, in the caller's thread, before the connect threads start: that
     import is CPU work on the connection's critical path, and done in a thread it would share
@@ -60,7 +56,7 @@ def start(hosts: list[Host], settings: SSHSettings, docker: bool = False) -> Non
             future: Future[Connection] = Future()
             _started[key] = future
             threading.Thread(
-                target=_connect, args=(host, settings, future, docker), name=f"preconnect {host.label}", daemon=True
+                target=_connect, args=(host, settings, future), name=f"preconnect {host.label}", daemon=True
             ).start()
 
 
@@ -74,7 +70,7 @@ def take(host: Host, settings: SSHSettings) -> Connection | None:
     return None if future is None else future.result()
 
 
-def _connect(host: Host, settings: SSHSettings, future: Future[Connection], docker: bool) -> None:
+def _connect(host: Host, settings: SSHSettings, future: Future[Connection]) -> None:
     from ghdeploy.transports.ssh import connect
 
     try:
@@ -82,15 +78,8 @@ def _connect(host: Host, settings: SSHSettings, future: Future[Connection], dock
     except BaseException as exc:  # handed to whoever takes it, as connect() would have raised it
         future.set_exception(exc)
         return
-    if not docker:
-        conn.ping(PRIME_TIMEOUT)
-        future.set_result(conn)
-        return
-    # Handed over at once: the command's reads start when it is ready, and its own docker_api()
-    # waits for this answer (the connection's lock) instead of asking a second time.
+    conn.ping(PRIME_TIMEOUT)
     future.set_result(conn)
-    with contextlib.suppress(Exception):  # best effort; a failing host: the command's own read says so
-        conn.docker_api(timeout=PRIME_TIMEOUT)
 
 
 @atexit.register

@@ -61,9 +61,10 @@ class Remote(Protocol):
         """An HTTP client whose requests to http://localhost:PORT reach that port on the host."""
         ...
 
-    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> DockerAPI | None:
         """The host's Docker Engine API when this transport reaches its socket; None: use the
-        docker CLI (which every transport can run)."""
+        docker CLI (which every transport can run). `probe`: what docker_api.probe_argv printed
+        on the host, when the caller ran it already (status runs it with its other reads)."""
         ...
 
 

@@ -107,9 +107,10 @@ class LocalConnection:
 
         return Client(_loopback_socket, timeout)
 
-    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> DockerAPI | None:
         """The engine's API on the unix socket our docker CLI would use (see ghdeploy.docker_api),
-        or None when the CLI would use something else, or the socket already failed once."""
+        or None when the CLI would use something else, or the socket already failed once.
+        `probe` is not needed: this process's own environment is the host's."""
         from ghdeploy import docker_api
         from ghdeploy.transports.http11 import Client
 

@@ -157,9 +157,9 @@ class RecordingRemote:
         client.on_request.append(record)
         return client
 
-    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> DockerAPI | None:
         """The backend's Docker Engine API, its requests recorded as "GET docker.sock /path"."""
-        api = self.backend.docker_api(timeout)
+        api = self.backend.docker_api(timeout, probe)
         if api is not None:
 
             def record(request: http11.Request) -> None:
@@ -380,7 +380,7 @@ class SimulatedHost:
 
         return Client(handler=self._answer, timeout=timeout)
 
-    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> DockerAPI | None:
         """None: the simulation answers the docker CLI's commands (the plan shows them)."""
         return None
 

@@ -45,7 +45,7 @@ class CliOnly:
     def http_client(self, timeout: float = 5.0) -> Client:
         return self.conn.http_client(timeout)
 
-    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> DockerAPI | None:
         return None
 
 

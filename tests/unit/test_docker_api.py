@@ -121,7 +121,7 @@ class ApiRemote(FakeRemote):
         self.engine = engine
         self.api_off = False
 
-    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:  # type: ignore[override]
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> DockerAPI | None:  # type: ignore[override]
         if self.api_off:
             return None
 

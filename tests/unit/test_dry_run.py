@@ -159,7 +159,7 @@ class FakeDockerHost:
             raise RemoteCommandError(self.host.label, rc.render(argv), result.rc, result.stderr)
         return result
 
-    def docker_api(self, timeout: float = 30.0) -> None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> None:
         return None  # no Engine API: the docker CLI's commands are what this fake answers
 
     def http_client(self, timeout: float = 5.0) -> http11.Client:

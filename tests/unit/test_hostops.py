@@ -398,7 +398,7 @@ class FakeRemote:
         code, out = (0, answer) if isinstance(answer, str) else answer
         return CommandResult(code, out, "" if code == 0 else "error")
 
-    def docker_api(self, timeout: float = 30.0) -> None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> None:
         return None  # no Engine API: the docker CLI's commands are what this fake answers
 
     def http_client(self, timeout: float = 5.0) -> Any:

@@ -94,7 +94,7 @@ def test_prune_host_removes_one_image_per_call_and_reports_refusals() -> None:
         def check(self, argv: list[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
             return self.run(argv)
 
-        def docker_api(self, timeout: float = 30.0) -> None:
+        def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> None:
             return None  # no Engine API: the docker CLI's commands are what this fake answers
 
         def http_client(self, timeout: float = 5.0) -> Client:

@@ -537,7 +537,7 @@ class _LoginRemote:
 
     check = run
 
-    def docker_api(self, timeout: float = 30.0) -> None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> None:
         return None  # no Engine API: the docker CLI's commands are what this fake answers
 
     def http_client(self, timeout: float = 5.0) -> Client:
@@ -725,7 +725,7 @@ class _ShRemote:
 
     check = run
 
-    def docker_api(self, timeout: float = 30.0) -> None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> None:
         return None  # no Engine API: the docker CLI's commands are what this fake answers
 
     def http_client(self, timeout: float = 5.0) -> Client:

@@ -299,12 +299,13 @@ class Connection(Closing):
 
         return tunnel.http_client(self._transport, self.host.label, timeout)
 
-    def docker_api(self, timeout: float = 30.0) -> DockerAPI | None:
+    def docker_api(self, timeout: float = 30.0, probe: str | None = None) -> DockerAPI | None:
         """The host's Docker Engine API through this connection, or None: use the docker CLI.
 
-        The first call asks the host which engine its docker CLI uses (one command); later
-        calls reuse the answer. A socket that cannot be reached turns the API off for the rest
-        of the connection's life (see ghdeploy.docker_api).
+        The first call asks the host which engine its docker CLI uses (docker_api.probe_argv,
+        one command) unless the caller already has that command's output (`probe`: status runs
+        it with its other reads); later calls reuse the answer. A socket that cannot be reached
+        turns the API off for the rest of the connection's life (see ghdeploy.docker_api).
         """
         from ghdeploy import docker_api
         from ghdeploy.transports.http11 import Client
@@ -314,8 +315,10 @@ class Connection(Closing):
             if not self._docker_probed:
                 self._docker_probed = True
                 if streamlocal.supported(self._transport):
-                    probe = self.run(docker_api.probe_argv(), timeout=timeout)
-                    self._docker_socket = docker_api.parse_probe(probe.stdout) if probe.rc == 0 else None
+                    if probe is None:
+                        result = self.run(docker_api.probe_argv(), timeout=timeout)
+                        probe = result.stdout if result.rc == 0 else None
+                    self._docker_socket = docker_api.parse_probe(probe) if probe is not None else None
             socket_path = self._docker_socket
         if socket_path is None:
             return None
