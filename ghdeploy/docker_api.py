@@ -84,6 +84,14 @@ class DockerAPI:
         self.socket = socket
         # Told when the API fails, so the transport stops offering it (the CLI is used instead).
         self._on_unavailable = on_unavailable
+        # Told what each read asks, as `-v` and the dry run's plan show it (the recording
+        # transport): "GET SOCKET /path". Containers inspected at once are one entry, their
+        # IDs left out: a plan made before the deploy cannot know the IDs it will create.
+        self.on_read: list[Callable[[str], None]] = []
+
+    def _note(self, what: str) -> None:
+        for hook in self.on_read:
+            hook(f"GET {self.socket} {what}")
 
     def _unavailable(self, why: str) -> APIUnavailable:
         if self._on_unavailable is not None:
@@ -109,6 +117,7 @@ class DockerAPI:
 
     def containers(self) -> list[dict[str, Any]]:
         """Every container, running or not: IDs and labels (`docker ps --all`)."""
+        self._note("/containers/json?all=1")
         listed = self.get("/containers/json?all=1")
         if not isinstance(listed, list):
             raise self._unavailable("Docker API /containers/json: not a list")
@@ -124,9 +133,13 @@ class DockerAPI:
 
     def inspect_containers(self, ids: list[str]) -> list[dict[str, Any]]:
         """`docker inspect --type container IDS`: the ones that still exist, in the same order."""
+        if ids:
+            self._note(f"/containers/ID/json for each of {len(ids)} container(s)")
         return self._each([f"/containers/{quote(i, safe='')}/json" for i in ids])
 
     def inspect_images(self, refs: list[str]) -> list[dict[str, Any]]:
         """`docker image inspect REFS` (IDs or names): the ones present on the host."""
+        for ref in refs:
+            self._note(f"/images/{ref}/json")
         # Names keep their slashes and colons, as the docker client sends them.
         return self._each([f"/images/{quote(r, safe='/:@')}/json" for r in refs])

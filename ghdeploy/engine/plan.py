@@ -17,7 +17,8 @@ from ghdeploy.engine.prepull import prepull
 from ghdeploy.progress import RecordingReporter
 from ghdeploy.results import Target
 from ghdeploy.transports.base import Remote
-from ghdeploy.transports.recording import RecordingRemote, SimulatedHost, collapse_polls
+from ghdeploy.transports.recording import RecordingRemote, collapse_polls
+from ghdeploy.transports.simulated import SimulatedHost
 from ghdeploy.waiting import Clock
 
 PLACEHOLDER_LOCK_ID = "X" * 16  # a real run's lock id is random; the plan shows this instead

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ghdeploy.transports.recording import PULLED_ID, STDIN_NOTE, Recorded, collapse_polls
+from ghdeploy.transports.recording import STDIN_NOTE, Recorded, collapse_polls
+from ghdeploy.transports.simulated import PULLED_ID
 from tests.integration.conftest import Cli, api_image_id, commit
 
 H1 = "root@10.77.1.2"
@@ -46,7 +47,7 @@ def sent(stderr: str, host: str) -> list[str]:
             text = line[2:]
             stdin = text.endswith(STDIN_NOTE)
             entries.append(Recorded("run", text.removesuffix(STDIN_NOTE), stdin=stdin))
-        elif re.match(r"(GET|POST) localhost:\d+/", line):
+        elif re.match(r"(GET|POST) (localhost:\d+/|/\S+\.sock /)", line):  # a port, or the engine's socket
             entries.append(Recorded("http", line))
     shown = [e.shown for e in collapse_polls(entries)]
     start = next(i for i, c in enumerate(shown) if "/.ghdeploy/lock" in c and "lock-info" in c)

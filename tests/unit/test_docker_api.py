@@ -213,8 +213,11 @@ def test_the_recording_transport_records_the_api_requests() -> None:
         ApiRemote(FakeEngine(_containers(), [image_inspect()])), on_record=lambda e: seen.append(e.line)
     )
     read_snapshot(remote, LAYOUT)
-    assert "GET /var/run/docker.sock /containers/json?all=1" in seen
-    assert f"GET /var/run/docker.sock /images/{OLD_ID}/json" in seen
+    assert seen == [
+        "GET /var/run/docker.sock /containers/json?all=1",
+        "GET /var/run/docker.sock /containers/ID/json for each of 3 container(s)",
+        f"GET /var/run/docker.sock /images/{OLD_ID}/json",
+    ]
     assert all(not e.changes for e in remote.recorded)
     collapse_polls(remote.recorded)  # socket entries have no port: sorted first, never an error
 
@@ -266,3 +269,20 @@ def test_the_local_transport_leaves_contexts_to_the_cli_and_stops_after_a_failur
     with pytest.raises(APIUnavailable, match="cannot connect"):
         api.containers()
     assert gone.docker_api() is None
+
+
+def test_the_dry_runs_host_answers_the_api_from_its_model_when_the_real_host_has_one() -> None:
+    from ghdeploy.transports.simulated import SimulatedHost
+
+    answers = _host_answers()  # the model reads the real host (through the CLI here)
+    answers[rc.render(rc.image_inspect([f"{REPO}:nope"]))] = (1, "[]")
+    real = ApiRemote(FakeEngine([], []), answers)
+    seen: list[str] = []
+    plan = RecordingRemote(SimulatedHost(real, LAYOUT, {}), on_record=lambda e: seen.append(e.line))
+    _assert_full_snapshot(read_snapshot(plan, LAYOUT))
+    assert seen[0] == "GET /var/run/docker.sock /containers/json?all=1"  # the reads a real run makes
+    assert local_image(plan, f"{REPO}:nope") is None
+    real.api_off = True  # a real host without the API: the plan shows the CLI's commands
+    fresh = RecordingRemote(SimulatedHost(real, LAYOUT, {}), on_record=lambda e: seen.append(e.line))
+    read_snapshot(fresh, LAYOUT)
+    assert seen[-2] == f"$ {SNAPSHOT_COMMAND}"

@@ -30,7 +30,8 @@ from ghdeploy.registry import RegistryAuth
 from ghdeploy.results import Target
 from ghdeploy.transports import http11
 from ghdeploy.transports.base import CommandResult
-from ghdeploy.transports.recording import PULLED_ID, Recorded, RecordingRemote, collapse_polls, read_only
+from ghdeploy.transports.recording import Recorded, RecordingRemote, collapse_polls, read_only
+from ghdeploy.transports.simulated import PULLED_ID
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 REPO = f"{REGISTRY}/ghosthands"
