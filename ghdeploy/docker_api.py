@@ -41,7 +41,8 @@ def probe_argv() -> list[str]:
     credentials, which must not leave the host)."""
     script = (
         'printf "%s\\n%s\\n" "${DOCKER_HOST-}" "${DOCKER_CONTEXT-}"; '
-        'grep -o \'"currentContext"[^,}]*\' "${DOCKER_CONFIG:-$HOME/.docker}/config.json" 2>/dev/null || true'
+        'c="${DOCKER_CONFIG:-$HOME/.docker}/config.json"; '
+        'if test -f "$c"; then grep -o \'"currentContext"[^,}]*\' "$c"; fi; true'
     )
     return ["sh", "-c", script]
 

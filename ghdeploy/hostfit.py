@@ -68,6 +68,12 @@ def parse_facts(text: str) -> MachineFacts | None:
     return MachineFacts(root, normalise_arch(arch), os_type.strip() or "linux", free, size)
 
 
+def facts_from_df(docker_root: str, machine: str, df_output: str) -> MachineFacts | None:
+    """Facts from a data root already known, `uname -m`, and what remote_day2.disk_of printed."""
+    lines = df_output.strip().splitlines()
+    return parse_facts(f"{docker_root}|{machine}|linux\n{lines[-1] if lines else ''}")
+
+
 def platform_problems(facts: dict[str, MachineFacts], images: list[PlatformImage], image_label: str) -> dict[str, str]:
     """Hosts the image has no platform for, with both named."""
     offered = {(i.os, i.architecture) for i in images}

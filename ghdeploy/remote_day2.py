@@ -7,7 +7,7 @@ a constant `sh -c` script takes every value as a positional parameter, never by 
 from __future__ import annotations
 
 from ghdeploy import docker_api
-from ghdeploy.remote_commands import Argv, RemoteLayout, read_lock
+from ghdeploy.remote_commands import Argv, RemoteLayout
 
 # --- logs ----------------------------------------------------------------------------------------
 
@@ -47,8 +47,9 @@ def container_logs(container_id: str, *, since: str | None, tail: int | None, fo
 
 
 def disk_of(docker_root: str) -> Argv:
-    """host_facts for a data root already known (a container's files showed it): no docker at all."""
-    return ["sh", "-c", 'echo "$1|$(uname -m)|linux"; df -Pk "$1" | tail -n 1', "sh", docker_root]
+    """`df -Pk` of a data root already known (a container's files showed it): no docker at all,
+    and no shell either (status_reads printed the architecture)."""
+    return ["df", "-Pk", docker_root]
 
 
 def host_facts() -> Argv:
@@ -90,22 +91,23 @@ def remove_images(refs: list[str]) -> Argv:
 # Starts each section of status_reads' output on a line of its own: the record files are JSON,
 # and JSON text never holds a raw control character such as this one.
 SECTION_MARK = "\x1eghdeploy-section "
-STATUS_SECTIONS = ("docker", "history", "pending", "lock", "agent")
+STATUS_SECTIONS = ("docker", "arch", "history", "pending", "lock", "agent")
 
 
 def status_reads(layout: RemoteLayout, agent_file: str) -> Argv:
-    """What `status` reads besides containers and endpoints, in one command (one session and
-    one shell per host, not five: on many hosts at once that is most of the hosts' work):
-    how the host's docker CLI reaches its engine (docker_api.probe_argv), the last history
-    record, pending.json, the lock's record (rc.read_lock) and the agent's heartbeat file.
-    Each section follows a SECTION_MARK line naming it (split_sections)."""
-    lock_script = read_lock(layout)[2]
+    """What `status` reads besides containers, endpoints and disk, in one command (one session
+    and one shell per host, not five: on many hosts at once that is most of the hosts' work):
+    how the host's docker CLI reaches its engine (docker_api.probe_argv), the architecture
+    (`uname -m`), the last history record, pending.json, the lock's record (as rc.read_lock
+    prints it) and the agent's heartbeat file. Each section follows a SECTION_MARK line naming
+    it (split_sections). A file that is not there costs no process (`test` is a builtin)."""
     script = (
         'm=$1; shift; s() { printf "\\n%s%s\\n" "$m" "$1"; }; '
         f"s docker; {docker_api.probe_argv()[2]}; "
+        "s arch; uname -m; "
         's history; test -f "$1" && tail -n 1 "$1"; '
         's pending; test -f "$2" && cat "$2"; '
-        f's lock; (set -- "$3"; {lock_script}); '
+        's lock; if test -d "$3"; then cat "$3/info.json" 2>/dev/null || echo "{}"; fi; '
         's agent; test -f "$4" && cat "$4"; true'
     )
     files = [layout.history_file, layout.pending_file, layout.lock_dir, agent_file]

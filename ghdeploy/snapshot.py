@@ -146,7 +146,17 @@ def data_root_of(container: dict[str, Any]) -> str | None:
 
 def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
     """What runs on the host now: the app's compose services and the targeted workers."""
-    containers = _app_containers(remote, layout)
+    return snapshot_of(remote, layout, app_containers(remote, layout))
+
+
+def docker_root_of(containers: list[dict[str, Any]]) -> str | None:
+    """The engine's data root, as the first container that shows it has it (data_root_of)."""
+    return next((root for root in map(data_root_of, containers) if root), None)
+
+
+def snapshot_of(remote: Remote, layout: rc.RemoteLayout, containers: list[dict[str, Any]]) -> Snapshot:
+    """The snapshot of `containers` (app_containers' answer): their images read, then sorted
+    into services and targeted workers."""
     images = inspect_images(remote, [c.get("Image", "") for c in containers])
 
     def record_for(container: dict[str, Any]) -> ImageRecord:
@@ -155,9 +165,8 @@ def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
         digests = (images.get(image_id or "") or {}).get("RepoDigests") or []
         return ImageRecord(image_id=image_id, ref=ref, repo_digest=_repo_digest_for(digests, ref))
 
-    snapshot = Snapshot()
+    snapshot = Snapshot(docker_root=docker_root_of(containers))
     for container in containers:
-        snapshot.docker_root = snapshot.docker_root or data_root_of(container)
         labels = (container.get("Config") or {}).get("Labels") or {}
         state = container.get("State") or {}
         service = labels.get("com.docker.compose.service")
@@ -195,7 +204,7 @@ def read_snapshot(remote: Remote, layout: rc.RemoteLayout) -> Snapshot:
     return snapshot
 
 
-def _app_containers(remote: Remote, layout: rc.RemoteLayout) -> list[dict[str, Any]]:
+def app_containers(remote: Remote, layout: rc.RemoteLayout) -> list[dict[str, Any]]:
     """`docker inspect` of the app's compose containers and of every targeted worker: through
     the Engine API when the transport reaches it, else the docker CLI (inspect_app_containers)."""
     api = _api(remote)

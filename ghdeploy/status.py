@@ -72,9 +72,15 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
 
     status = HostStatus(host=conn.host.label)
 
-    def containers() -> None:
-        snapshot = hostops.read_snapshot(conn, layout)
-        disk(snapshot.docker_root)
+    def containers(arch: str) -> None:
+        from ghdeploy.snapshot import app_containers, docker_root_of, snapshot_of
+
+        found = app_containers(conn, layout)
+        # The disk is read while the images are: the containers' files already name the root.
+        with ThreadPoolExecutor(max_workers=1) as side:
+            disk_read = side.submit(disk, docker_root_of(found), arch)
+            snapshot = snapshot_of(conn, layout, found)
+            disk_read.result()
         for name, svc in sorted(snapshot.services.items()):
             status.services.append(
                 {"service": name, "state": svc.state, "health": svc.health or None, **_image_dict(svc.image)}
@@ -100,10 +106,10 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
             status.version = hostdata.version(body) if code == 200 else None
             status.worker = hostdata.worker(worker_health(http, worker_port))
 
-    # ghdeploy's own records and how the host's docker CLI reaches its engine: one command
-    # (day2.status_reads), then the containers through the engine's API it named. The HTTP
-    # endpoints are read meanwhile. On many hosts at once the hosts' own work (a session and
-    # a shell per command) is what queues, so the host runs two commands: this one and `df`.
+    # ghdeploy's own records, the architecture and how the host's docker CLI reaches its engine:
+    # one command (day2.status_reads), then the containers through the engine's API it named.
+    # The HTTP endpoints are read meanwhile. On many hosts at once the hosts' own work (a session
+    # and a process per command) is what queues, so the host runs two commands: this and `df`.
     def records_then_containers() -> None:
         from ghdeploy.host_records import parse_history, parse_json, pending_from
 
@@ -115,16 +121,18 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
         status.lock = locks.from_text(sections["lock"])
         status.agent = agent_status.summary(parse_json(sections["agent"]))
         conn.docker_api(probe=sections["docker"])
-        containers()
+        containers(sections["arch"].strip())
 
-    def disk(docker_root: str | None) -> None:
-        # Read after the containers: their files name the data root, so the host runs `df` and
-        # no docker command for it; only when no container of ours shows the root does it ask
-        # `docker info` (host_facts), which starts every CLI plugin: 60-200 ms.
-        from ghdeploy.hostfit import parse_facts
+    def disk(docker_root: str | None, arch: str) -> None:
+        # The containers' files name the data root, so the host runs `df` and no docker command
+        # for it; only when no container of ours shows the root does it ask `docker info`
+        # (host_facts), which starts every CLI plugin: 60-200 ms.
+        from ghdeploy.hostfit import facts_from_df, parse_facts
 
-        argv = day2.disk_of(docker_root) if docker_root else day2.host_facts()
-        facts = parse_facts(conn.run(argv, timeout=30).stdout)
+        if docker_root and arch:
+            facts = facts_from_df(docker_root, arch, conn.run(day2.disk_of(docker_root), timeout=30).stdout)
+        else:
+            facts = parse_facts(conn.run(day2.host_facts(), timeout=30).stdout)
         status.disk = facts.to_dict() if facts else None
 
     reads = (records_then_containers, endpoints)
