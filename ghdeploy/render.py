@@ -12,7 +12,6 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.markup import escape
-from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
@@ -56,6 +55,8 @@ class ConsoleReporter:
             self._live = None
 
     def __rich__(self) -> Group:
+        from rich.spinner import Spinner  # only drawn on a terminal: ~10 ms of imports otherwise
+
         with self._lock:
             items = list(self._steps.items())
         rows = []

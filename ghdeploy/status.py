@@ -9,6 +9,7 @@ from ghdeploy import agent_status, hostdata, hostops, locks
 from ghdeploy import remote_commands as rc
 from ghdeploy import remote_day2 as day2
 from ghdeploy.errors import GhdeployError, problem_kind
+from ghdeploy.hostfit import facts_from_df, parse_facts
 from ghdeploy.records import LockInfo
 from ghdeploy.waiting import get_json, worker_health
 
@@ -127,8 +128,6 @@ def host_status(conn: Connection, layout: rc.RemoteLayout, api_port: int, worker
         # The containers' files name the data root, so the host runs `df` and no docker command
         # for it; only when no container of ours shows the root does it ask `docker info`
         # (host_facts), which starts every CLI plugin: 60-200 ms.
-        from ghdeploy.hostfit import facts_from_df, parse_facts
-
         if docker_root and arch:
             facts = facts_from_df(docker_root, arch, conn.run(day2.disk_of(docker_root), timeout=30).stdout)
         else:
