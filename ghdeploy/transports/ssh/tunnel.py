@@ -8,6 +8,7 @@ enough to poll /health every 100 ms. The HTTP itself is ghdeploy.transports.http
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ghdeploy.transports.http11 import Client, ConnectError, ConnectTimeout, Opener, Stream
@@ -21,20 +22,11 @@ def channel_opener(transport: paramiko.Transport, label: str) -> Opener:
     """Streams that are direct-tcpip channels from the host itself to host:port."""
 
     def open_channel(host: str, port: int, timeout: float) -> Stream:
-        import paramiko
+        def opening() -> paramiko.Channel:
+            return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
 
-        try:
-            chan = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
-        except paramiko.ChannelException as exc:
-            # Code 2 'Connect failed': nothing listens on host:port (as seen remotely).
-            raise ConnectError(f"{label}: cannot connect to {host}:{port} on the host ({exc.text})") from exc
-        except paramiko.SSHException as exc:
-            if "Timeout" in str(exc):
-                raise ConnectTimeout(f"{label}: opening a tunnel to {host}:{port} timed out") from exc
-            raise ConnectError(f"{label}: SSH connection unusable for a tunnel to {host}:{port} ({exc})") from exc
-        except (OSError, EOFError) as exc:
-            raise ConnectError(f"{label}: SSH connection lost opening a tunnel to {host}:{port} ({exc})") from exc
-        return _OrderedStream(chan)
+        # A refusal (code 2 'Connect failed'): nothing listens on host:port, as seen remotely.
+        return _opened(opening, label, f"{host}:{port}", "a tunnel")
 
     return open_channel
 
@@ -44,23 +36,30 @@ def socket_opener(transport: paramiko.Transport, label: str, socket_path: str) -
     and port a URL names, each request reaches `socket_path`."""
 
     def open_channel(host: str, port: int, timeout: float) -> Stream:
-        import paramiko
-
         from ghdeploy.transports.ssh import streamlocal
 
-        try:
-            chan = streamlocal.open_channel(transport, socket_path, timeout)
-        except paramiko.ChannelException as exc:
-            raise ConnectError(f"{label}: cannot connect to {socket_path} on the host ({exc.text})") from exc
-        except paramiko.SSHException as exc:
-            if "Timeout" in str(exc):
-                raise ConnectTimeout(f"{label}: opening a stream to {socket_path} timed out") from exc
-            raise ConnectError(f"{label}: SSH connection unusable for a stream to {socket_path} ({exc})") from exc
-        except (OSError, EOFError) as exc:
-            raise ConnectError(f"{label}: SSH connection lost opening a stream to {socket_path} ({exc})") from exc
-        return _OrderedStream(chan)
+        return _opened(
+            lambda: streamlocal.open_channel(transport, socket_path, timeout), label, socket_path, "a stream"
+        )
 
     return open_channel
+
+
+def _opened(opening: Callable[[], paramiko.Channel], label: str, where: str, what: str) -> Stream:
+    """The channel `opening` opens, as a Stream; paramiko's failures as http11's ConnectError."""
+    import paramiko
+
+    try:
+        chan = opening()
+    except paramiko.ChannelException as exc:  # the server refused it
+        raise ConnectError(f"{label}: cannot connect to {where} on the host ({exc.text})") from exc
+    except paramiko.SSHException as exc:
+        if "Timeout" in str(exc):
+            raise ConnectTimeout(f"{label}: opening {what} to {where} timed out") from exc
+        raise ConnectError(f"{label}: SSH connection unusable for {what} to {where} ({exc})") from exc
+    except (OSError, EOFError) as exc:
+        raise ConnectError(f"{label}: SSH connection lost opening {what} to {where} ({exc})") from exc
+    return _OrderedStream(chan)
 
 
 class _OrderedStream:
