@@ -475,7 +475,7 @@ def run(runs: int) -> None:
             figure_one_host(env, "h1", runs, images.work)
             figure_fleet_pull(env, images)
             figure_fleet_pull(env, images, mbit=200)
-            figure_flat(env, images, max(5, runs // 2))
+            figure_flat(env, images, runs)
         finally:
             images.close()
             restore = subprocess.run([str(TESTBED), "up"], env=dict(os.environ, GHTB_HOSTS="3"), capture_output=True)
