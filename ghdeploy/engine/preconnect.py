@@ -39,16 +39,18 @@ _started: dict[tuple[str, SSHSettings], Future[Connection]] = {}
 def start(hosts: list[Host], settings: SSHSettings) -> None:
     """Begin connecting to `hosts` (each in its own daemon thread); `take` collects them.
 
-    paramiko is imported here, in the caller's thread, before the connect threads start: that
-    import is CPU work on the connection's critical path, and done in a thread it would share
-    the interpreter with the caller's own imports and finish later. The handshakes that follow
-    are mostly waiting on the network, which is what the caller's work overlaps with.
+    Each thread opens its host's TCP connection at once (without an ssh config the address is
+    the host as written), then waits for paramiko: sshd spends ~10 ms of its own CPU between
+    accepting and sending its banner, which then overlaps the import instead of following it.
+    paramiko is imported here, in the caller's thread: that import is CPU work on the
+    connection's critical path, and done in a thread it would share the interpreter with the
+    caller's own imports and finish later. The handshakes that follow are mostly waiting on the
+    network, which is what the caller's work overlaps with.
     """
-    from ghdeploy.transports.ssh.importing import import_paramiko
-
     if not hosts:
         return
-    import_paramiko(settings.ssh_config)
+    imported = threading.Event()
+    early = settings.ssh_config is None  # with one, HostName/Port/ProxyJump may send it elsewhere
     with _lock:
         for host in hosts[:AHEAD_LIMIT]:
             key = (host.label, settings)
@@ -57,8 +59,17 @@ def start(hosts: list[Host], settings: SSHSettings) -> None:
             future: Future[Connection] = Future()
             _started[key] = future
             threading.Thread(
-                target=_connect, args=(host, settings, future), name=f"preconnect {host.label}", daemon=True
+                target=_connect,
+                args=(host, settings, future, imported, early),
+                name=f"preconnect {host.label}",
+                daemon=True,
             ).start()
+    try:
+        from ghdeploy.transports.ssh.importing import import_paramiko
+
+        import_paramiko(settings.ssh_config)
+    finally:
+        imported.set()
     # What the reads use next, the tunnel's HTTP (h11 alone is ~14 ms of imports), is imported
     # here while the handshakes wait on the network: after them it was on the command's path.
     import h11  # noqa: F401
@@ -76,11 +87,20 @@ def take(host: Host, settings: SSHSettings) -> Connection | None:
     return None if future is None else future.result()
 
 
-def _connect(host: Host, settings: SSHSettings, future: Future[Connection]) -> None:
+def _connect(
+    host: Host, settings: SSHSettings, future: Future[Connection], imported: threading.Event, early: bool
+) -> None:
+    sock = None
+    if early:
+        from ghdeploy.transports.tcp import tcp_connect
+
+        with contextlib.suppress(OSError):  # connect() tries again, and says what went wrong
+            sock = tcp_connect(host.hostname, host.port or 22, settings.connect_timeout)
+    imported.wait()
     from ghdeploy.transports.ssh import connect
 
     try:
-        conn = connect(host, settings)
+        conn = connect(host, settings, sock)
     except BaseException as exc:  # handed to whoever takes it, as connect() would have raised it
         future.set_exception(exc)
         return

@@ -36,20 +36,42 @@ class FakeConn:
         self.closed = True
 
 
+class FakeSocket:
+    def __init__(self, hostname: str, port: int) -> None:
+        self.address = (hostname, port)
+
+
+# The TCP connections opened ahead (hostname, port), and the socket each connect() was handed.
+EARLY: list[tuple[str, int]] = []
+HANDED: dict[str, Any] = {}
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every connect() made, by host label; 'bad' hosts fail as an unreachable host does."""
+    """Every connect() made, by host label; 'bad' hosts fail as an unreachable host does (their
+    early TCP connect is refused too). No test here opens a real connection or looks up a name."""
     made: list[str] = []
     lock = threading.Lock()
+    EARLY.clear()
+    HANDED.clear()
 
-    def fake_connect(host: Host, settings: SSHSettings) -> Any:
+    def fake_tcp(hostname: str, port: int, timeout: float) -> Any:
+        with lock:
+            EARLY.append((hostname, port))
+        if hostname.startswith("bad"):
+            raise ConnectionRefusedError(111, "Connection refused")
+        return FakeSocket(hostname, port)
+
+    def fake_connect(host: Host, settings: SSHSettings, sock: Any = None) -> Any:
         with lock:
             made.append(host.label)
+            HANDED[host.label] = sock
         if host.hostname.startswith("bad"):
             raise SSHError(host.label, "connection refused")
         return FakeConn(host)
 
     monkeypatch.setattr(ssh, "connect", fake_connect)
+    monkeypatch.setattr("ghdeploy.transports.tcp.tcp_connect", fake_tcp)
     yield made
     preconnect._close_untaken()
 
@@ -64,6 +86,18 @@ def test_connect_all_takes_what_was_started_ahead_and_connects_only_once(calls: 
     assert sorted(conns) == ["u@h1", "u@h2"] and errors == {}
     assert sorted(calls) == ["u@h1", "u@h2"]  # not connected a second time
     assert all(getattr(c, "pinged", False) for c in conns.values())  # primed: sshd's session setup already waited for
+    # Each host's TCP connection was opened ahead (before paramiko's import) and handed over.
+    assert sorted(EARLY) == [("h1", 22), ("h2", 22)]
+    assert HANDED["u@h1"].address == ("h1", 22) and HANDED["u@h2"].address == ("h2", 22)
+
+
+def test_with_an_ssh_config_nothing_is_opened_before_the_route_is_known(calls: list[str], tmp_path: Path) -> None:
+    # HostName, Port or ProxyJump may send the host elsewhere than its name says.
+    settings = SSHSettings(key_file=None, known_hosts=Path("/nonexistent/known_hosts"), ssh_config=tmp_path / "config")
+    hosts = [Host("h1", "u", 2222)]
+    preconnect.start(hosts, settings)
+    conns, _ = engine_connect.connect_all(hosts, settings, NullReporter())
+    assert list(conns) == ["u@h1:2222"] and EARLY == [] and HANDED["u@h1:2222"] is None
 
 
 def test_other_settings_or_hosts_connect_fresh(calls: list[str]) -> None:
@@ -81,6 +115,7 @@ def test_a_failed_early_connect_is_that_hosts_error_as_before(calls: list[str]) 
     assert list(conns) == ["u@h2"]
     assert "connection refused" in str(errors["u@bad1"])
     assert sorted(calls) == ["u@bad1", "u@h2"]
+    assert HANDED["u@bad1"] is None  # the refused early connect: connect() tries and reports it
 
 
 def test_a_connection_nobody_took_is_closed_at_exit(calls: list[str]) -> None:

@@ -538,3 +538,21 @@ def test_cert_authority_lines_are_skipped_with_a_note_not_an_error(tmp_path: Pat
     with pytest.raises(HostKeyError, match="@cert-authority") as info:
         hostkeys.policy_class()("root@other", settings).missing_host_key(client, "other.example.com", ca)
     assert "does not check host certificates" in str(info.value) and f"{settings.known_hosts}:1" in str(info.value)
+
+
+def test_a_socket_opened_ahead_is_dropped_when_the_ssh_config_sends_the_host_elsewhere(tmp_path: Path) -> None:
+    """connect(sock=...) uses a TCP connection opened ahead only for the host as written; here
+    the config's HostName/Port point at a closed loopback port, so it is closed, not used."""
+    closed_port = socket.socket()
+    closed_port.bind(("127.0.0.1", 0))
+    port = closed_port.getsockname()[1]
+    closed_port.close()  # nothing listens there now: the real connect is refused at once
+    config = tmp_path / "config"
+    config.write_text(f"Host web1\n  HostName 127.0.0.1\n  Port {port}\n")
+    early_a, early_b = socket.socketpair()
+    settings = ssh.SSHSettings(key_file=None, known_hosts=tmp_path / "known_hosts", ssh_config=config)
+    with pytest.raises(SSHError) as refused:
+        ssh.connect(Host("web1", "u"), settings, early_a)
+    assert f"127.0.0.1:{port}" in str(refused.value) and "refused" in str(refused.value)  # went where the config says
+    assert early_a.fileno() == -1  # closed
+    early_b.close()

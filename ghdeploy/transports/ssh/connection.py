@@ -26,6 +26,7 @@ from ghdeploy.transports.ssh.jumps import SharedJumps
 from ghdeploy.transports.ssh.route import Endpoint, Route, load_ssh_config, resolve_route
 from ghdeploy.transports.ssh.runner import CommandResult
 from ghdeploy.transports.ssh.settings import SSHSettings
+from ghdeploy.transports.tcp import tcp_connect
 
 if TYPE_CHECKING:
     import paramiko
@@ -43,21 +44,6 @@ def _quiet_paramiko_logging() -> None:
     logger = logging.getLogger("paramiko")
     if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
         logger.addHandler(logging.NullHandler())
-
-
-def _tcp_connect(endpoint: Endpoint, timeout: float) -> socket.socket:
-    """The first hop's TCP connection, with TCP_NODELAY on from the first byte.
-
-    The SSH handshake sends small packets back to back (NEWKEYS then the service request, the
-    auth request...). With Nagle on, each second packet waits until the first is ACKed, and
-    delayed ACKs stretch that to ~40 ms: measured on the testbed, a connect took 135-185 ms with
-    TCP_NODELAY set after the handshake and 55-95 ms with it set before. Afterwards the same
-    holds for every channel open and HTTP request of a /health poll.
-    """
-    sock = socket.create_connection((endpoint.hostname, endpoint.port), timeout=timeout)
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
 
 
 def _close(client: paramiko.SSHClient, sock: socket.socket | paramiko.Channel) -> None:
@@ -86,7 +72,7 @@ def _open_hop(
     if sock is None:
         # Only the first hop has a real TCP socket (later hops ride channels inside it).
         try:
-            sock = _tcp_connect(endpoint, timeout)
+            sock = tcp_connect(endpoint.hostname, endpoint.port, timeout)
         except OSError as exc:
             client.close()
             raise translate_connect_error(exc, endpoint, route, settings) from exc
@@ -160,26 +146,33 @@ def _forward(
 JUMPS: SharedJumps[paramiko.SSHClient] = SharedJumps()
 
 
-def connect(host: Host, settings: SSHSettings) -> Connection:
+def connect(host: Host, settings: SSHSettings, sock: socket.socket | None = None) -> Connection:
     """Open an authenticated SSH connection to `host` (through its ProxyJump hops, if any).
 
     Jump hops are shared with every other connection through the same hops and settings: a
     fleet behind one bastion holds one connection to it. Raises HostKeyError for an unknown
     (unless accept_new_host_key) or changed host key and SSHError for everything else that stops
-    the connection.
+    the connection. `sock`: a TCP connection to `host` as written (hostname, port or 22), opened
+    ahead (preconnect); used when the route goes straight there, closed otherwise.
     """
     import_paramiko(settings.ssh_config)
     _quiet_paramiko_logging()
     config = load_ssh_config(settings.ssh_config, host.label)
     route = resolve_route(host, config, settings.key_file)
+    if sock is not None and (
+        route.jumps or (route.target.hostname, route.target.port) != (host.hostname, host.port or 22)
+    ):
+        sock.close()  # opened to the address as written, but the ssh config sends it elsewhere
+        sock = None
     leases: list[Hashable] = []
     previous: tuple[paramiko.SSHClient, Endpoint] | None = None
 
     def open_hop(hop: Endpoint, before: tuple[paramiko.SSHClient, Endpoint] | None) -> paramiko.SSHClient:
         # The channel through the previous hop is opened only when this hop really needs a
         # new connection: a shared jump that is already up needs none.
-        sock = None if before is None else _forward(before[0], before[1], hop, route, settings)
-        return _open_hop(hop, route, settings, sock)
+        if before is not None:
+            return _open_hop(hop, route, settings, _forward(before[0], before[1], hop, route, settings))
+        return _open_hop(hop, route, settings, sock if hop == route.target else None)
 
     try:
         for index, jump in enumerate(route.jumps):
