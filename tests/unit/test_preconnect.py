@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     monkeypatch.setattr(ssh, "connect", fake_connect)
     monkeypatch.setattr("ghdeploy.transports.tcp.tcp_connect", fake_tcp)
     yield made
+    # No connect thread of this test may outlive it: it would call the next test's fakes.
+    for future in list(preconnect._started.values()):
+        with contextlib.suppress(Exception):
+            future.result(timeout=10)
     preconnect._close_untaken()
 
 
@@ -105,6 +110,7 @@ def test_other_settings_or_hosts_connect_fresh(calls: list[str]) -> None:
     other = SSHSettings(key_file=None, known_hosts=Path("/nonexistent/known_hosts"), accept_new_host_key=True)
     conns, _ = engine_connect.connect_all([Host("h1", "u"), Host("h3", "u")], other, NullReporter())
     assert sorted(conns) == ["u@h1", "u@h3"]
+    preconnect._started[("u@h1", SETTINGS)].result(timeout=10)  # the early one, untaken, has ended
     assert sorted(calls) == ["u@h1", "u@h1", "u@h3"]  # the early one did not match these settings
 
 
