@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import socket
 import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
@@ -90,12 +91,14 @@ def take(host: Host, settings: SSHSettings) -> Connection | None:
 def _connect(
     host: Host, settings: SSHSettings, future: Future[Connection], imported: threading.Event, early: bool
 ) -> None:
-    sock = None
+    sock: socket.socket | OSError | None = None
     if early:
         from ghdeploy.transports.tcp import tcp_connect
 
-        with contextlib.suppress(OSError):  # connect() tries again, and says what went wrong
+        try:
             sock = tcp_connect(host.hostname, host.port or 22, settings.connect_timeout)
+        except OSError as exc:  # connect() reports it as its own (an unreachable host waits once)
+            sock = exc
     imported.wait()
     from ghdeploy.transports.ssh import connect
 

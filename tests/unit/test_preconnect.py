@@ -121,7 +121,8 @@ def test_a_failed_early_connect_is_that_hosts_error_as_before(calls: list[str]) 
     assert list(conns) == ["u@h2"]
     assert "connection refused" in str(errors["u@bad1"])
     assert sorted(calls) == ["u@bad1", "u@h2"]
-    assert HANDED["u@bad1"] is None  # the refused early connect: connect() tries and reports it
+    # The refused early connect is handed over as connect()'s own failure (no second attempt).
+    assert isinstance(HANDED["u@bad1"], ConnectionRefusedError)
 
 
 def test_a_connection_nobody_took_is_closed_at_exit(calls: list[str]) -> None:

@@ -556,3 +556,13 @@ def test_a_socket_opened_ahead_is_dropped_when_the_ssh_config_sends_the_host_els
     assert f"127.0.0.1:{port}" in str(refused.value) and "refused" in str(refused.value)  # went where the config says
     assert early_a.fileno() == -1  # closed
     early_b.close()
+
+
+def test_a_failed_early_connect_is_reported_without_a_second_attempt(tmp_path: Path) -> None:
+    """An unreachable host must not cost two connect timeouts: the error from the TCP connect
+    made ahead is the connect's own, translated the same way."""
+    settings = ssh.SSHSettings(key_file=None, known_hosts=tmp_path / "known_hosts")
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    with pytest.raises(SSHError) as failed:
+        ssh.connect(Host("192.0.2.1", "u"), settings, refused)  # TEST-NET-1: never reached here
+    assert "refused" in str(failed.value) and failed.value.__cause__ is refused

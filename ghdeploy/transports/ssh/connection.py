@@ -56,7 +56,7 @@ def _open_hop(
     endpoint: Endpoint,
     route: Route,
     settings: SSHSettings,
-    sock: paramiko.Channel | socket.socket | None,
+    sock: paramiko.Channel | socket.socket | OSError | None,
 ) -> paramiko.SSHClient:
     import paramiko
 
@@ -69,6 +69,11 @@ def _open_hop(
         raise
     client.set_missing_host_key_policy(policy_class()(route.target.label, settings))
     timeout = settings.connect_timeout
+    if isinstance(sock, OSError):
+        # The TCP connect made ahead failed (preconnect): report it as this one would have,
+        # without a second wait for the same unreachable host.
+        client.close()
+        raise translate_connect_error(sock, endpoint, route, settings) from sock
     if sock is None:
         # Only the first hop has a real TCP socket (later hops ride channels inside it).
         try:
@@ -146,14 +151,15 @@ def _forward(
 JUMPS: SharedJumps[paramiko.SSHClient] = SharedJumps()
 
 
-def connect(host: Host, settings: SSHSettings, sock: socket.socket | None = None) -> Connection:
+def connect(host: Host, settings: SSHSettings, sock: socket.socket | OSError | None = None) -> Connection:
     """Open an authenticated SSH connection to `host` (through its ProxyJump hops, if any).
 
     Jump hops are shared with every other connection through the same hops and settings: a
     fleet behind one bastion holds one connection to it. Raises HostKeyError for an unknown
     (unless accept_new_host_key) or changed host key and SSHError for everything else that stops
     the connection. `sock`: a TCP connection to `host` as written (hostname, port or 22), opened
-    ahead (preconnect); used when the route goes straight there, closed otherwise.
+    ahead (preconnect), or why it failed; used when the route goes straight there (a failure is
+    then this connect's own), dropped otherwise.
     """
     import_paramiko(settings.ssh_config)
     _quiet_paramiko_logging()
@@ -162,7 +168,8 @@ def connect(host: Host, settings: SSHSettings, sock: socket.socket | None = None
     if sock is not None and (
         route.jumps or (route.target.hostname, route.target.port) != (host.hostname, host.port or 22)
     ):
-        sock.close()  # opened to the address as written, but the ssh config sends it elsewhere
+        if not isinstance(sock, OSError):
+            sock.close()  # opened to the address as written, but the ssh config sends it elsewhere
         sock = None
     leases: list[Hashable] = []
     previous: tuple[paramiko.SSHClient, Endpoint] | None = None
