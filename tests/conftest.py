@@ -58,8 +58,13 @@ def testbed_lock() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def testbed_env(testbed_lock: None) -> dict[str, str]:
-    """The testbed's settings (ECR_REGISTRY, EC2_KEY, SSH_KNOWN_HOSTS, GHTB_HOSTS_LIST, ...)."""
+def testbed_env(testbed_lock: None) -> Iterator[dict[str, str]]:
+    """The testbed's settings (ECR_REGISTRY, EC2_KEY, SSH_KNOWN_HOSTS, GHTB_HOSTS_LIST, ...).
+
+    At the end of the session its hosts are reset: tests clean a host when they start, not when
+    they end, and what one leaves (a targeted worker ghdeploy refuses to carry over, on purpose)
+    would stop the next `scripts/demo` in preflight.
+    """
     if not TESTBED_ENV.exists():
         msg = f"testbed not running ({TESTBED_ENV} missing): run `scripts/testbed up`"
         if os.environ.get("CI") == "true":
@@ -70,4 +75,11 @@ def testbed_env(testbed_lock: None) -> dict[str, str]:
     # the process environment (ghdeploy refuses ECR_REGISTRY_OVERRIDE in an env file). Set here
     # too, for a testbed env file written before the key existed.
     env.setdefault("ECR_REGISTRY_OVERRIDE", "1")
-    return env
+    yield env
+    import subprocess
+
+    testbed = Path(__file__).resolve().parents[1] / "scripts" / "testbed"
+    for address in filter(None, env.get("GHTB_HOSTS_LIST", "").split(",")):
+        octets = address.rsplit("@", 1)[-1].split(".")  # root@10.77.N.2 is the namespace hN
+        if len(octets) == 4:
+            subprocess.run([str(testbed), "reset-host", f"h{octets[2]}"], capture_output=True, timeout=120, check=False)
