@@ -15,7 +15,6 @@ from ghdeploy.docker_api import APIUnavailable
 from ghdeploy.errors import OperationFailed
 
 if TYPE_CHECKING:
-    from ghdeploy.docker_api import DockerAPI
     from ghdeploy.transports.base import Remote
 
 
@@ -113,16 +112,11 @@ def _repo_digest_for(repo_digests: list[str], ref: str | None) -> str | None:
     return repo_digests[0]
 
 
-def _api(remote: Remote) -> DockerAPI | None:
-    """The host's Docker Engine API, when the transport reaches it (see ghdeploy.docker_api)."""
-    return remote.docker_api()
-
-
 def inspect_images(remote: Remote, image_ids: list[str]) -> dict[str, dict[str, Any]]:
     ids = sorted({i for i in image_ids if i})
     if not ids:
         return {}
-    api = _api(remote)
+    api = remote.docker_api()
     if api is not None:
         try:
             return {d["Id"]: d for d in api.inspect_images(ids)}
@@ -207,7 +201,7 @@ def snapshot_of(remote: Remote, layout: rc.RemoteLayout, containers: list[dict[s
 def app_containers(remote: Remote, layout: rc.RemoteLayout) -> list[dict[str, Any]]:
     """`docker inspect` of the app's compose containers and of every targeted worker: through
     the Engine API when the transport reaches it, else the docker CLI (inspect_app_containers)."""
-    api = _api(remote)
+    api = remote.docker_api()
     if api is not None:
         try:
             ours = [c["Id"] for c in api.containers() if _ours(c.get("Labels") or {}, layout)]
@@ -271,7 +265,7 @@ def container_spec(container: dict[str, Any], image: dict[str, Any]) -> Containe
 
 
 def local_image(remote: Remote, ref: str) -> dict[str, Any] | None:
-    api = _api(remote)
+    api = remote.docker_api()
     if api is not None:
         try:
             found = api.inspect_images([ref])

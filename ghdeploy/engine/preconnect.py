@@ -71,8 +71,9 @@ def start(hosts: list[Host], settings: SSHSettings) -> None:
         import_paramiko(settings.ssh_config)
     finally:
         imported.set()
-    # What the reads use next, the tunnel's HTTP (h11 alone is ~14 ms of imports), is imported
-    # here while the handshakes wait on the network: after them it was on the command's path.
+    # What `verify` and `status` read with next, the tunnel's HTTP (h11 alone is ~14 ms of
+    # imports), is imported here while the handshakes wait on the network: after them it was on
+    # the command's path. (`history` and `lock` do not need it; it costs them nothing waited for.)
     import h11  # noqa: F401
 
     import ghdeploy.transports.http11  # noqa: F401

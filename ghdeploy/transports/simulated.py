@@ -6,12 +6,12 @@ asked is recorded, so the plan is the real per-host sequence and never a hand-ke
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from ghdeploy import remote_commands as rc
+from ghdeploy.snapshot import app_containers, local_image
 from ghdeploy.transports.base import CommandResult, Remote, checked
 from ghdeploy.transports.recording import _CREATE, _DROP, _READ_SCRIPTS, _RESTORE, _script_of
 
@@ -49,21 +49,13 @@ class SimulatedHost:
 
     def containers(self) -> list[dict[str, Any]]:
         if self._containers is None:
-            result = self.real.run(rc.inspect_app_containers(self.layout), timeout=60)
-            try:
-                data = json.loads(result.stdout or "[]")
-            except ValueError:
-                data = []
-            self._containers = [c for c in data if isinstance(c, dict)] if isinstance(data, list) else []
+            # Read the way a real run reads them (the engine's API, else the docker CLI).
+            self._containers = app_containers(self.real, self.layout)
         return self._containers
 
     def image(self, ref: str) -> dict[str, Any] | None:
         if ref not in self._images:
-            info: dict[str, Any] | None = None
-            result = self.real.run(rc.image_inspect([ref]))
-            with contextlib.suppress(ValueError):
-                data = json.loads(result.stdout or "[]")
-                info = data[0] if result.rc == 0 and isinstance(data, list) and data else None
+            info = local_image(self.real, ref)
             self._images[ref] = info
             if info is not None:
                 self._images.setdefault(str(info.get("Id")), info)

@@ -274,9 +274,11 @@ def test_the_local_transport_leaves_contexts_to_the_cli_and_stops_after_a_failur
 def test_the_dry_runs_host_answers_the_api_from_its_model_when_the_real_host_has_one() -> None:
     from ghdeploy.transports.simulated import SimulatedHost
 
-    answers = _host_answers()  # the model reads the real host (through the CLI here)
+    # The model reads the real host as a real run would: its engine's API while it has one,
+    # the CLI's answers after (both describe the same host).
+    answers = _host_answers()
     answers[rc.render(rc.image_inspect([f"{REPO}:nope"]))] = (1, "[]")
-    real = ApiRemote(FakeEngine([], []), answers)
+    real = ApiRemote(FakeEngine(_containers(), [image_inspect()]), answers)
     seen: list[str] = []
     plan = RecordingRemote(SimulatedHost(real, LAYOUT, {}), on_record=lambda e: seen.append(e.line))
     _assert_full_snapshot(read_snapshot(plan, LAYOUT))
